@@ -1,0 +1,211 @@
+"""copy(): resolve both ends, choose a route, run it; fall back only before the first byte."""
+
+from __future__ import annotations
+
+import os
+import select
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from . import _stats
+from ._endpoint import Endpoint, Kind, resolve
+from ._errors import FastPathLost, FastPathWarning, NotHandled, with_count
+from ._plan import Plan, Route, choose
+from ._transfer import Transfer, Wait, write_all
+from .routes import copy_file_range, sendfile, splice, userspace, write
+
+_PUMPS = {
+    Route.SENDFILE: sendfile.pump,
+    Route.SPLICE: splice.pump,
+    Route.COPY_FILE_RANGE: copy_file_range.pump,
+    Route.WRITE: write.pump,
+    Route.USERSPACE: userspace.pump,
+}
+
+STRICT_ENV = "ZCOPY_REQUIRE_ZERO_COPY"
+
+
+def check_count(count: object) -> int | None:
+    if count is None:
+        return None
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(f"count must be an int or None, not {type(count).__name__}")
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    return count
+
+
+def strict_default(require_zero_copy: bool | None) -> bool:
+    if require_zero_copy is not None:
+        return require_zero_copy
+    return os.environ.get(STRICT_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def explain(dst: object, src: object, count: int | None = None) -> Plan:
+    """Say which route ``copy(dst, src, count)`` will take and why, without moving a byte.
+
+    >>> import io, zcopy
+    >>> class JustReader:
+    ...     def __init__(self, f): self.f = f
+    ...     def read(self, n=-1): return self.f.read(n)
+    >>> plan = zcopy.explain(io.BytesIO(), JustReader(io.BytesIO(b"x")))
+    >>> plan.route.value, plan.zero_copy
+    ('userspace', False)
+    """
+    check_count(count)
+    return choose(resolve(src, "src"), resolve(dst, "dst"))
+
+
+class Job:
+    """One copy from start to finish: everything copy() and acopy() share."""
+
+    __slots__ = ("plan", "strict", "t")
+
+    def __init__(self, dst: object, src: object, count: object, require_zero_copy: bool | None):
+        count = check_count(count)
+        src_ep = resolve(src, "src")
+        dst_ep = resolve(dst, "dst")
+        self.plan = choose(src_ep, dst_ep)
+        self.strict = strict_default(require_zero_copy)
+        if self.strict and not self.plan.zero_copy:
+            raise FastPathLost(str(self.plan))
+        remaining = count
+        if src_ep.limit is not None:
+            remaining = src_ep.limit if remaining is None else min(remaining, src_ep.limit)
+        if dst_ep.limit is not None:
+            remaining = dst_ep.limit if remaining is None else min(remaining, dst_ep.limit)
+        self.t = Transfer(src_ep, dst_ep, remaining, _start_offset(src_ep))
+        if dst_ep.flush_first is not None:
+            dst_ep.flush_first.flush()
+        if src_ep.flush_first is not None:
+            src_ep.flush_first.flush()
+
+    def steps(self) -> Iterator[Wait]:
+        """Run the planned route, then each fallback the kernel forces, as one generator."""
+        t = self.t
+        if t.src.readahead is not None and t.remaining != 0:
+            yield from _drain_readahead(t)
+        if self.plan.fallback_code is not None:
+            _stats.record_fallback(self.plan.fallback_code, str(self.plan))
+            _warn(str(self.plan))
+        ran = self.plan.route
+        try:
+            yield from _PUMPS[ran](t)
+        except NotHandled as refusal:
+            ran = yield from self._fall_back(refusal)
+        _stats.record(ran.value, t.moved, t.syscalls)
+
+    def _fall_back(self, refusal: NotHandled) -> Iterator[Wait]:
+        """The kernel refused at the first call: try the next route, user space last."""
+        t = self.t
+        if refusal.code.startswith("copy_file_range"):
+            try:
+                yield from sendfile.pump(t)
+                return Route.SENDFILE
+            except NotHandled as again:
+                refusal = again
+        if refusal.code == "sendfile-zero-size" and self.strict and _confirm_empty(t):
+            return Route.SENDFILE
+        reason = f"user space: {refusal.reason}"
+        if self.strict:
+            raise FastPathLost(reason)
+        _stats.record_fallback(refusal.code, reason)
+        _warn(reason)
+        yield from userspace.pump(t)
+        return Route.USERSPACE
+
+    def finish(self) -> None:
+        """Move the file positions the way a read()/write() loop would have."""
+        t = self.t
+        owner = t.src.position_owner
+        if owner is not None:
+            end = t.start + t.moved
+            if isinstance(owner, int):
+                os.lseek(owner, end, os.SEEK_SET)
+            else:
+                owner.seek(end)
+        dst_owner = t.dst.position_owner
+        if dst_owner is not None and not isinstance(dst_owner, int):
+            dst_owner.seek(0, os.SEEK_CUR)  # resync a buffered writer with its fd
+        if t.src.buffer is not None:
+            try:
+                t.src.buffer.release()  # a BytesIO stays resizable afterwards
+            except BufferError:  # a traceback still holds a slice; the GC will free it
+                pass
+
+
+def _start_offset(ep: Endpoint) -> int | None:
+    if ep.kind is Kind.FILE:
+        if ep.offset is not None:
+            return ep.offset
+        owner = ep.position_owner
+        start = os.lseek(owner, 0, os.SEEK_CUR) if isinstance(owner, int) else owner.tell()
+        return int(start)
+    if ep.kind is Kind.BUFFER:
+        base = ep.offset or 0
+        owner = ep.position_owner
+        return base + int(owner.tell()) if owner is not None else base
+    return None
+
+
+def _drain_readahead(t: Transfer) -> Iterator[Wait]:
+    """A buffered non-seekable reader may hold bytes already read from its fd: they go first."""
+    reader: Any = t.src.readahead
+    data = reader.read1(t.want(64 * 1024))
+    if data:
+        yield from write_all(t, memoryview(data))
+
+
+def _confirm_empty(t: Transfer) -> bool:
+    """In strict mode, tell an empty file from a size-0 pseudo-file without consuming."""
+    assert t.offset is not None
+    return len(os.pread(t.src.fd, 1, t.offset)) == 0
+
+
+def _warn(reason: str) -> None:
+    warnings.warn(reason, FastPathWarning, stacklevel=4)
+
+
+def _poll_wait(w: Wait) -> None:
+    poller = select.poll()
+    poller.register(w.fd, select.POLLOUT if w.write else select.POLLIN)
+    ms = None if w.timeout is None else max(0, int(w.timeout * 1000))
+    if not poller.poll(ms):
+        raise TimeoutError(f"timed out after {w.timeout}s waiting for {w.what}")
+
+
+def copy(
+    dst: object,
+    src: object,
+    count: int | None = None,
+    *,
+    require_zero_copy: bool | None = None,
+) -> int:
+    """Copy from src to dst until src's EOF, or ``count`` bytes; return the bytes copied.
+
+    The cheapest kernel route runs (see ``explain()``); user space only when
+    it must. With ``require_zero_copy=True`` (or ``ZCOPY_REQUIRE_ZERO_COPY=1``
+    in the environment) a copy that would fall back raises ``FastPathLost``
+    before moving a byte. An error after bytes moved propagates with
+    ``exc.bytes_copied`` set. A file source's position advances by exactly the
+    bytes copied; a ``section`` leaves it alone.
+
+    >>> import io, zcopy
+    >>> out = io.BytesIO()
+    >>> zcopy.copy(out, io.BytesIO(b"hello world"), 5), out.getvalue()
+    (5, b'hello')
+    """
+    job = Job(dst, src, count, require_zero_copy)
+    steps = job.steps()
+    try:
+        for wait in steps:
+            _poll_wait(wait)
+    except BaseException as exc:
+        steps.close()
+        job.finish()
+        if not isinstance(exc, FastPathLost):
+            with_count(exc, job.t.moved)
+        raise
+    job.finish()
+    return job.t.moved

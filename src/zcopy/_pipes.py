@@ -1,0 +1,82 @@
+"""A small pool of kernel pipes for splice: raised once, reused, never shared across fork."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+
+_WANT = 1 << 20
+_MAX_IDLE = 16
+
+
+def _max_size() -> int:
+    try:
+        with open("/proc/sys/fs/pipe-max-size", "rb") as f:
+            return min(_WANT, int(f.read()))
+    except (OSError, ValueError):
+        return _WANT
+
+
+class Pipe:
+    __slots__ = ("r", "size", "w")
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe2(os.O_CLOEXEC)
+        try:
+            # Past the per-user pipe budget (pipe-user-pages-soft) this fails or
+            # the kernel hands out a single page; F_GETPIPE_SZ tells the truth.
+            fcntl.fcntl(self.w, fcntl.F_SETPIPE_SZ, _TARGET)
+        except OSError:
+            pass
+        self.size = fcntl.fcntl(self.w, fcntl.F_GETPIPE_SZ)
+
+    def close(self) -> None:
+        for fd in (self.r, self.w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.r = self.w = -1
+
+
+_TARGET = _max_size()
+_idle: list[Pipe] = []
+_lock = threading.Lock()
+
+
+def acquire() -> Pipe:
+    with _lock:
+        if _idle:
+            return _idle.pop()
+    return Pipe()
+
+
+def release(pipe: Pipe) -> None:
+    """Return an empty pipe to the pool."""
+    with _lock:
+        if len(_idle) < _MAX_IDLE:
+            _idle.append(pipe)
+            return
+    pipe.close()
+
+
+def discard(pipe: Pipe) -> None:
+    """Close a pipe that may still hold bytes: they must never reach another copy."""
+    pipe.close()
+
+
+def idle_count() -> int:
+    with _lock:
+        return len(_idle)
+
+
+def _after_fork_in_child() -> None:
+    # A pooled pipe shared by parent and child would interleave their bytes.
+    global _lock
+    _lock = threading.Lock()
+    while _idle:
+        _idle.pop().close()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,1 @@
+"""One module per kernel route, all keeping the contract in ``zcopy._transfer``."""

@@ -1,0 +1,109 @@
+"""splice(2): socket or pipe to any fd, through a pooled pipe when neither end is one."""
+
+from __future__ import annotations
+
+import os
+import select
+from collections.abc import Iterator
+
+from .. import _pipes
+from .._endpoint import Kind
+from .._errors import NotHandled
+from .._transfer import REFUSED, Transfer, Wait, errname
+
+_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK if hasattr(os, "SPLICE_F_MOVE") else 0
+_DIRECT_CAP = 1 << 20
+
+
+def pump(t: Transfer) -> Iterator[Wait]:
+    if t.src.kind is Kind.PIPE or t.dst.kind is Kind.PIPE:
+        return (yield from _direct(t))
+    return (yield from _through_pipe(t))
+
+
+def _refused(exc: OSError, side: str) -> NotHandled:
+    return NotHandled("splice-refused", f"the kernel refused splice {side} ({errname(exc)})")
+
+
+def _direct(t: Transfer) -> Iterator[Wait]:
+    src_fd, dst_fd = t.src.fd, t.dst.fd
+    # SPLICE_F_NONBLOCK here would turn a blocking user's pipe non-blocking; only
+    # the fds' own O_NONBLOCK decides, as for read()/write().
+    flags = os.SPLICE_F_MOVE
+    while t.remaining != 0:
+        t.syscalls += 1
+        try:
+            n = os.splice(src_fd, dst_fd, t.want(_DIRECT_CAP), flags=flags)
+        except BlockingIOError:
+            # Either side may be the one that is not ready: ask which, once.
+            probe = select.poll()
+            probe.register(src_fd, select.POLLIN)
+            ready = probe.poll(0)
+            yield t.wait_dst() if ready else t.wait_src()
+            continue
+        except OSError as exc:
+            if t.moved == 0 and exc.errno in REFUSED:
+                raise _refused(exc, "between them") from exc
+            raise
+        if n == 0:
+            return
+        t.advance(n)
+
+
+def _through_pipe(t: Transfer) -> Iterator[Wait]:
+    src_fd, dst_fd = t.src.fd, t.dst.fd
+    pipe = _pipes.acquire()
+    held = 0  # bytes taken from src and sitting in the pipe
+    try:
+        while True:
+            if held == 0:
+                if t.remaining == 0:
+                    return
+                t.syscalls += 1
+                try:
+                    held = os.splice(src_fd, pipe.w, t.want(pipe.size), flags=_FLAGS)
+                except BlockingIOError:
+                    yield t.wait_src()
+                    continue
+                except OSError as exc:
+                    if t.moved == 0 and exc.errno in REFUSED:
+                        raise _refused(exc, "from src") from exc
+                    raise
+                if held == 0:
+                    return  # EOF
+            t.syscalls += 1
+            try:
+                n = os.splice(pipe.r, dst_fd, held, flags=_FLAGS)
+            except BlockingIOError:
+                yield t.wait_dst()
+                continue
+            except OSError as exc:
+                if t.moved == 0 and exc.errno in REFUSED:
+                    salvaged = yield from _salvage(t, pipe, held)
+                    held = 0
+                    raise NotHandled(
+                        "splice-refused", _refused(exc, "to dst").reason, moved=salvaged
+                    ) from exc
+                raise
+            held -= n
+            t.advance(n)
+    finally:
+        if held:
+            _pipes.discard(pipe)
+        else:
+            _pipes.release(pipe)
+
+
+def _salvage(t: Transfer, pipe: _pipes.Pipe, held: int) -> Iterator[Wait]:
+    """dst refused splice after src gave up bytes: deliver them by write()."""
+    from .._transfer import write_all
+
+    data = bytearray()
+    while len(data) < held:
+        chunk = os.read(pipe.r, held - len(data))
+        if not chunk:
+            break
+        data += chunk
+    before = t.moved
+    yield from write_all(t, memoryview(data))
+    return t.moved - before

@@ -1,0 +1,84 @@
+"""The fallback: read into one reused buffer, write it out. Never allocates per chunk."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from .._endpoint import Kind
+from .._transfer import Transfer, Wait, write_all
+
+# Chosen by benchmarks/userspace_bufsize.py: past 256 KiB the syscall saving
+# flattens while the buffer falls out of L2 (see docs/benchmarks.md).
+BUFSIZE = 256 * 1024
+
+_spare: list[bytearray] = []
+
+
+def _take() -> bytearray:
+    try:
+        return _spare.pop()
+    except IndexError:
+        return bytearray(BUFSIZE)
+
+
+def _give(buf: bytearray) -> None:
+    if len(_spare) < 8:
+        _spare.append(buf)
+
+
+def pump(t: Transfer) -> Iterator[Wait]:
+    src = t.src
+    if src.kind is Kind.OBJECT and not hasattr(src.obj, "readinto") and not hasattr(
+        src.obj, "recv_into"
+    ):
+        return (yield from _pump_read(t))
+    buf = _take()
+    whole = memoryview(buf)
+    try:
+        while t.remaining != 0:
+            want = t.want(BUFSIZE)
+            view = whole if want == BUFSIZE else whole[:want]
+            t.syscalls += 1
+            if src.fd >= 0:
+                try:
+                    if t.offset is not None:
+                        n = os.preadv(src.fd, [view], t.offset)
+                    else:
+                        n = os.readv(src.fd, [view])
+                except BlockingIOError:
+                    yield t.wait_src()
+                    continue
+            elif hasattr(src.obj, "recv_into"):
+                n = src.obj.recv_into(view)
+            else:
+                r = src.obj.readinto(view)  # type: ignore[attr-defined]
+                if r is None:
+                    raise BlockingIOError(
+                        f"src {src.label} has no data yet and no fd zcopy could wait on"
+                    )
+                n = r
+            if n == 0:
+                return
+            yield from write_all(t, view[:n] if n != want else view)
+    finally:
+        _give(buf)
+
+
+def _pump_read(t: Transfer) -> Iterator[Wait]:
+    """A source with only read(): its bytes objects go out as they come."""
+    read = t.src.obj.read  # type: ignore[attr-defined]
+    while t.remaining != 0:
+        t.syscalls += 1
+        data = read(t.want(BUFSIZE))
+        if data is None:
+            raise BlockingIOError(f"src {t.src.label} has no data yet and no fd zcopy could wait on")
+        if not data:
+            return
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"src {t.src.label}.read() returned {type(data).__name__}, not bytes")
+        if t.remaining is not None and len(data) > t.remaining:
+            raise ValueError(
+                f"src {t.src.label}.read({t.remaining}) returned {len(data)} bytes: more than asked"
+            )
+        yield from write_all(t, memoryview(data))
