@@ -10,6 +10,7 @@ from ._copy import STRICT_ENV, copy, explain
 from ._errors import FastPathLost, FastPathWarning
 from ._plan import Plan, Route
 from ._protocol import Handoff
+from ._relay import relay
 from ._stats import RouteStats, Stats, reset_stats, stats
 from ._wrappers import Observed, Section, observe, section
 
@@ -28,6 +29,7 @@ __all__ = [
     "copy",
     "explain",
     "observe",
+    "relay",
     "reset_stats",
     "section",
     "stats",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import select
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from . import _stats
@@ -81,7 +81,7 @@ class Job:
         if src_ep.flush_first is not None:
             src_ep.flush_first.flush()
 
-    def steps(self) -> Iterator[Wait]:
+    def steps(self) -> Generator[Wait, None, None]:
         """Run the planned route, then each fallback the kernel forces, as one generator."""
         t = self.t
         if t.src.readahead is not None and t.remaining != 0:
@@ -96,7 +96,7 @@ class Job:
             ran = yield from self._fall_back(refusal)
         _stats.record(ran.value, t.moved, t.syscalls)
 
-    def _fall_back(self, refusal: NotHandled) -> Iterator[Wait]:
+    def _fall_back(self, refusal: NotHandled) -> Generator[Wait, None, Route]:
         """The kernel refused at the first call: try the next route, user space last."""
         t = self.t
         if refusal.code.startswith("copy_file_range"):
@@ -149,7 +149,7 @@ def _start_offset(ep: Endpoint) -> int | None:
     return None
 
 
-def _drain_readahead(t: Transfer) -> Iterator[Wait]:
+def _drain_readahead(t: Transfer) -> Generator[Wait, None, None]:
     """A buffered non-seekable reader may hold bytes already read from its fd: they go first."""
     reader: Any = t.src.readahead
     data = reader.read1(t.want(64 * 1024))

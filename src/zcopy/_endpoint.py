@@ -243,7 +243,10 @@ def _classify(obj: Any, role: str) -> Endpoint:
     if isinstance(obj, io.BytesIO):
         why = "is a BytesIO: its bytes live in this process's memory"
     elif _has_usable_fileno(obj):
-        why = f"{name} has fileno() but is not a plain file or socket (its bytes may differ) {protocol}"
+        why = (
+            f"{name} has fileno() but is not a plain file or socket "
+            f"(its bytes may differ) {protocol}"
+        )
     else:
         why = f"{name} has no fileno() {protocol}"
     ep = Endpoint(role, Kind.OBJECT, f"a {name}", obj)

@@ -32,7 +32,7 @@ class FastPathWarning(RuntimeWarning):
     """
 
 
-class NotHandled(Exception):  # noqa: N818 - a control-flow signal, not an error
+class NotHandled(Exception):
     """A route declined: nothing was consumed from the source (or what was, was delivered).
 
     ``moved`` is the number of bytes the route delivered before it had to give

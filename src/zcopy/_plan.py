@@ -77,7 +77,8 @@ def choose(src: Endpoint, dst: Endpoint) -> Plan:
             dst.label,
         )
     if not _LINUX:
-        return _userspace(src, dst, "platform", f"zero-copy routes are Linux-only (this is {sys.platform})")
+        why = f"zero-copy routes are Linux-only (this is {sys.platform})"
+        return _userspace(src, dst, "platform", why)
     if src.opaque:
         return _userspace(src, dst, "src-opaque", src.opaque)
     if dst.opaque:
@@ -85,10 +86,12 @@ def choose(src: Endpoint, dst: Endpoint) -> Plan:
     if dst.append:
         return _userspace(
             src, dst, "dst-append",
-            f"dst {dst.label} is opened O_APPEND, which sendfile, splice and copy_file_range refuse",
+            f"dst {dst.label} is opened O_APPEND, "
+            "which sendfile, splice and copy_file_range refuse",
         )
     pair = f"src is {src.label}, dst is {dst.label}"
     if src.kind is Kind.FILE:
+        routes: tuple[Route, ...]
         if dst.kind is Kind.FILE:
             routes = (Route.COPY_FILE_RANGE, Route.SENDFILE, Route.USERSPACE)
         else:

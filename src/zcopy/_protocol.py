@@ -50,6 +50,7 @@ class Handoff:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"Handoff.{name} must be an int or None, not {type(value).__name__}")
+                kind = type(value).__name__
+                raise TypeError(f"Handoff.{name} must be an int or None, not {kind}")
             if value < 0:
                 raise ValueError(f"Handoff.{name} must be >= 0, got {value}")

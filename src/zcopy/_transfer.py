@@ -1,6 +1,6 @@
 """The state one copy carries through its route, and the shared route contract.
 
-Every route is a generator ``pump(t: Transfer) -> Iterator[Wait]``: it moves
+Every route is a generator ``pump(t: Transfer) -> Generator[Wait, None, None]``: it moves
 bytes with non-blocking-safe syscalls, yields a ``Wait`` when the kernel says
 EAGAIN, and either finishes (``t.moved`` is the truth) or raises
 ``NotHandled`` having consumed nothing it did not deliver. The same generator
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import NamedTuple
 
 from ._endpoint import Endpoint
@@ -76,7 +76,7 @@ def errname(exc: OSError) -> str:
     return f"{errno.errorcode.get(code, code)}: {os.strerror(code)}"
 
 
-def write_all(t: Transfer, view: memoryview) -> Iterator[Wait]:
+def write_all(t: Transfer, view: memoryview) -> Generator[Wait, None, None]:
     """Deliver all of view to dst (fd, TLS socket or object), waiting on EAGAIN."""
     dst = t.dst
     size = len(view)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from .._errors import NotHandled
 from .._transfer import BIG, REFUSED, Transfer, Wait, errname
@@ -11,7 +11,7 @@ from .._transfer import BIG, REFUSED, Transfer, Wait, errname
 _ALSO_REFUSED = REFUSED | {1, 26}  # EPERM (immutable, swap), ETXTBSY
 
 
-def pump(t: Transfer) -> Iterator[Wait]:
+def pump(t: Transfer) -> Generator[Wait, None, None]:
     src_fd, dst_fd = t.src.fd, t.dst.fd
     assert t.offset is not None
     while t.remaining != 0:

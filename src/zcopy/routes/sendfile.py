@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from .._errors import NotHandled
 from .._transfer import BIG, REFUSED, Transfer, Wait, errname
 
 
-def pump(t: Transfer) -> Iterator[Wait]:
+def pump(t: Transfer) -> Generator[Wait, None, None]:
     src_fd, dst_fd = t.src.fd, t.dst.fd
     assert t.offset is not None  # file sources always carry an explicit offset
     while t.remaining != 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import select
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from .. import _pipes
 from .._endpoint import Kind
@@ -15,17 +15,18 @@ _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK if hasattr(os, "SPLICE_F_MOVE")
 _DIRECT_CAP = 1 << 20
 
 
-def pump(t: Transfer) -> Iterator[Wait]:
+def pump(t: Transfer) -> Generator[Wait, None, None]:
     if t.src.kind is Kind.PIPE or t.dst.kind is Kind.PIPE:
-        return (yield from _direct(t))
-    return (yield from _through_pipe(t))
+        yield from _direct(t)
+    else:
+        yield from _through_pipe(t)
 
 
 def _refused(exc: OSError, side: str) -> NotHandled:
     return NotHandled("splice-refused", f"the kernel refused splice {side} ({errname(exc)})")
 
 
-def _direct(t: Transfer) -> Iterator[Wait]:
+def _direct(t: Transfer) -> Generator[Wait, None, None]:
     src_fd, dst_fd = t.src.fd, t.dst.fd
     # SPLICE_F_NONBLOCK here would turn a blocking user's pipe non-blocking; only
     # the fds' own O_NONBLOCK decides, as for read()/write().
@@ -50,7 +51,7 @@ def _direct(t: Transfer) -> Iterator[Wait]:
         t.advance(n)
 
 
-def _through_pipe(t: Transfer) -> Iterator[Wait]:
+def _through_pipe(t: Transfer) -> Generator[Wait, None, None]:
     src_fd, dst_fd = t.src.fd, t.dst.fd
     pipe = _pipes.acquire()
     held = 0  # bytes taken from src and sitting in the pipe
@@ -94,7 +95,7 @@ def _through_pipe(t: Transfer) -> Iterator[Wait]:
             _pipes.release(pipe)
 
 
-def _salvage(t: Transfer, pipe: _pipes.Pipe, held: int) -> Iterator[Wait]:
+def _salvage(t: Transfer, pipe: _pipes.Pipe, held: int) -> Generator[Wait, None, int]:
     """dst refused splice after src gave up bytes: deliver them by write()."""
     from .._transfer import write_all
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from .._endpoint import Kind
 from .._transfer import Transfer, Wait, write_all
@@ -27,7 +27,7 @@ def _give(buf: bytearray) -> None:
         _spare.append(buf)
 
 
-def pump(t: Transfer) -> Iterator[Wait]:
+def pump(t: Transfer) -> Generator[Wait, None, None]:
     src = t.src
     if src.kind is Kind.OBJECT and not hasattr(src.obj, "readinto") and not hasattr(
         src.obj, "recv_into"
@@ -65,14 +65,16 @@ def pump(t: Transfer) -> Iterator[Wait]:
         _give(buf)
 
 
-def _pump_read(t: Transfer) -> Iterator[Wait]:
+def _pump_read(t: Transfer) -> Generator[Wait, None, None]:
     """A source with only read(): its bytes objects go out as they come."""
     read = t.src.obj.read  # type: ignore[attr-defined]
     while t.remaining != 0:
         t.syscalls += 1
         data = read(t.want(BUFSIZE))
         if data is None:
-            raise BlockingIOError(f"src {t.src.label} has no data yet and no fd zcopy could wait on")
+            raise BlockingIOError(
+                f"src {t.src.label} has no data yet and no fd zcopy could wait on"
+            )
         if not data:
             return
         if not isinstance(data, bytes | bytearray | memoryview):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from .._transfer import Transfer, Wait, write_all
 
 
-def pump(t: Transfer) -> Iterator[Wait]:
+def pump(t: Transfer) -> Generator[Wait, None, None]:
     view = t.src.buffer
     assert view is not None
     start = t.offset or 0

@@ -1,0 +1,1 @@
+"""Tools built on the core and the servers: bench, trace."""

@@ -1,0 +1,96 @@
+"""Run or attach strace and parse what it prints: the outside witness of which route ran.
+
+Parsing is pure (``parse_lines``) so it is tested on recorded output; running
+is a thin wrapper. strace is asked for ``-f -yy -e trace=...`` so every line
+carries its pid and every fd its endpoint (``5</tmp/f>``, ``6<TCP:[...]>``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+DATA_SYSCALLS = (
+    "sendfile", "sendfile64", "splice", "copy_file_range", "tee", "vmsplice",
+    "read", "readv", "pread64", "preadv", "preadv2",
+    "write", "writev", "pwrite64", "pwritev", "pwritev2",
+    "sendto", "sendmsg", "recvfrom", "recvmsg", "send", "recv",
+)
+
+_LINE = re.compile(r"^(?:\[pid\s+)?(?P<pid>\d+)\]?\s+(?P<rest>.*)$")
+_CALL = re.compile(
+    r"^(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+|\?)(?:\s+(?P<err>E[A-Z0-9]+))?"
+)
+_UNFINISHED = re.compile(r"^(?P<name>\w+)\((?P<args>.*?)\s*<unfinished \.\.\.>$")
+_RESUMED = re.compile(r"^<\.\.\. (?P<name>\w+) resumed>(?P<args>.*)$")
+_FD = re.compile(r"(?<![\w\"])(?P<fd>\d+)<(?P<what>(?:->|[^<>])*)>")
+
+
+@dataclass(slots=True)
+class Call:
+    """One finished syscall as strace saw it."""
+
+    pid: int
+    name: str
+    args: str
+    ret: int | None
+    error: str | None
+    fds: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.ret is not None and self.ret >= 0
+
+
+def parse_lines(lines: Iterable[str]) -> list[Call]:
+    """Parse ``strace -f -yy`` output, joining ``<unfinished ...>``/``resumed`` halves.
+
+    >>> parse_lines(['12 sendfile(5<TCP:[1]>, 3</tmp/f>, [0] => [65536], 65536) = 65536'])[0].ret
+    65536
+    """
+    calls: list[Call] = []
+    pending: dict[tuple[int, str], str] = {}
+    for raw in lines:
+        line = raw.rstrip("\n")
+        m = _LINE.match(line)
+        if m:
+            pid, rest = int(m["pid"]), m["rest"]
+        else:
+            pid, rest = 0, line  # strace without -f prints no pid
+        if rest.startswith(("---", "+++")):
+            continue  # signals and exits
+        u = _UNFINISHED.match(rest)
+        if u:
+            pending[(pid, u["name"])] = u["args"]
+            continue
+        r = _RESUMED.match(rest)
+        if r:
+            head = pending.pop((pid, r["name"]), "")
+            rest = f"{r['name']}({head}{r['args'].lstrip()}"
+        c = _CALL.match(rest)
+        if not c:
+            continue
+        ret = None if c["ret"] == "?" else int(c["ret"])
+        args = c["args"]
+        fds = [(int(f["fd"]), f["what"]) for f in _FD.finditer(args)]
+        calls.append(Call(pid, c["name"], args, ret, c["err"], fds))
+    return calls
+
+
+def available() -> bool:
+    """Whether strace exists and may trace here (ptrace can be forbidden in containers)."""
+    if shutil.which("strace") is None:
+        return False
+    probe = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=none", "true"], capture_output=True, timeout=30
+    )
+    return probe.returncode == 0
+
+
+def command(out_path: str, syscalls: Sequence[str] = DATA_SYSCALLS) -> list[str]:
+    """The strace prefix that records ``syscalls`` with fd annotations into ``out_path``."""
+    trace = f"trace={','.join(syscalls)}"
+    return ["strace", "-f", "-qq", "-yy", "-s", "0", "-e", trace, "-o", out_path]

@@ -1,0 +1,155 @@
+"""Fixtures that build real files, pipes and sockets, and witnesses that watch from outside."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from zcopy import _pipes
+from zcopy.tools import strace
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def open_fds() -> set[int]:
+    """This process's open fds, minus the idle pipes zcopy pools on purpose."""
+    pooled = {fd for p in list(_pipes._idle) for fd in (p.r, p.w)}
+    return {int(n) for n in os.listdir("/proc/self/fd")} - pooled
+
+
+@pytest.fixture
+def no_fd_leak() -> Iterator[None]:
+    """Fail the test if it leaves an fd open (compares /proc/self/fd before and after)."""
+    gc.collect()
+    before = open_fds()
+    yield
+    gc.collect()
+    leaked = open_fds() - before
+    details = {}
+    for fd in leaked:
+        try:
+            details[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    assert not details, f"fds leaked: {details}"
+
+
+class Blob:
+    """A file of random bytes on disk, with its content hash."""
+
+    def __init__(self, path: Path, data: bytes) -> None:
+        self.path = path
+        self.data = data
+        self.size = len(data)
+        self.sha256 = hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def make_blob(tmp_path: Path) -> Callable[..., Blob]:
+    counter = iter(range(1_000_000))
+
+    def make(size: int, name: str | None = None) -> Blob:
+        path = tmp_path / (name or f"blob{next(counter)}.bin")
+        data = os.urandom(size)
+        path.write_bytes(data)
+        return Blob(path, data)
+
+    return make
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected pair of TCP sockets on 127.0.0.1."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname(), timeout=10)
+        peer, _ = server.accept()
+    client.settimeout(None)
+    return client, peer
+
+
+@pytest.fixture
+def tcp() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = tcp_pair()
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+class Drain:
+    """Read a socket or fd to EOF in a thread; the result is the bytes seen."""
+
+    def __init__(self, source: socket.socket | int) -> None:
+        self.source = source
+        self.chunks: list[bytes] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                if isinstance(self.source, socket.socket):
+                    data = self.source.recv(1 << 20)
+                else:
+                    data = os.read(self.source, 1 << 20)
+                if not data:
+                    return
+                self.chunks.append(data)
+        except BaseException as exc:
+            self.error = exc
+
+    def result(self, timeout: float = 60) -> bytes:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "reader did not see EOF in time"
+        if self.error:
+            raise self.error
+        return b"".join(self.chunks)
+
+
+@pytest.fixture(scope="session")
+def strace_ok() -> bool:
+    return strace.available()
+
+
+def run_traced(code: str, tmp_path: Path, *, timeout: float = 240) -> list[strace.Call]:
+    """Run a Python snippet under strace and return the data-path syscalls it made.
+
+    The witness is outside the process: the kernel's view through ptrace,
+    not zcopy's own counters.
+    """
+    if not strace.available():
+        pytest.skip("strace is missing or not permitted here")
+    out = tmp_path / "strace.out"
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    proc = subprocess.run(
+        [*strace.command(str(out)), sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    assert proc.returncode == 0, f"traced snippet failed:\n{proc.stdout}\n{proc.stderr}"
+    return strace.parse_lines(out.read_text().splitlines())
+
+
+def calls_on(
+    calls: list[strace.Call], name: str, path_part: str | None = None
+) -> list[strace.Call]:
+    """The calls named ``name`` with an fd whose annotation contains ``path_part``."""
+    found = []
+    for c in calls:
+        if c.name != name:
+            continue
+        if path_part is None or any(path_part in what for _, what in c.fds):
+            found.append(c)
+    return found
