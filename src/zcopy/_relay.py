@@ -37,7 +37,8 @@ async def relay(a: socket.socket, b: socket.socket) -> tuple[int, int]:
     up = asyncio.ensure_future(_one_way(b, a))
     down = asyncio.ensure_future(_one_way(a, b))
     try:
-        return await asyncio.gather(up, down)
+        a_to_b, b_to_a = await asyncio.gather(up, down)
+        return a_to_b, b_to_a
     except BaseException:
         up.cancel()
         down.cancel()
