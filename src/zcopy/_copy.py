@@ -91,10 +91,13 @@ class Job:
             _warn(str(self.plan))
         ran = self.plan.route
         try:
-            yield from _PUMPS[ran](t)
-        except NotHandled as refusal:
-            ran = yield from self._fall_back(refusal)
-        _stats.record(ran.value, t.moved, t.syscalls)
+            try:
+                yield from _PUMPS[ran](t)
+            except NotHandled as refusal:
+                ran = yield from self._fall_back(refusal)
+        finally:
+            # A copy cut short by an error or a cancellation still moved its bytes.
+            _stats.record(ran.value, t.moved, t.syscalls)
 
     def _fall_back(self, refusal: NotHandled) -> Generator[Wait, None, Route]:
         """The kernel refused at the first call: try the next route, user space last."""
@@ -105,8 +108,8 @@ class Job:
                 return Route.SENDFILE
             except NotHandled as again:
                 refusal = again
-        if refusal.code == "sendfile-zero-size" and self.strict and _confirm_empty(t):
-            return Route.SENDFILE
+        if refusal.code == "sendfile-zero-size" and _confirm_empty(t):
+            return Route.SENDFILE  # an honest empty file: nothing to copy, nothing lost
         reason = f"user space: {refusal.reason}"
         if self.strict:
             raise FastPathLost(reason)
@@ -152,15 +155,23 @@ def _start_offset(ep: Endpoint) -> int | None:
 def _drain_readahead(t: Transfer) -> Generator[Wait, None, None]:
     """A buffered non-seekable reader may hold bytes already read from its fd: they go first."""
     reader: Any = t.src.readahead
-    data = reader.read1(t.want(64 * 1024))
-    if data:
-        yield from write_all(t, memoryview(data))
+    while t.remaining != 0:
+        want = t.want(64 * 1024)
+        # read1 hands out buffered bytes first; a full answer may mean more are buffered.
+        data = reader.read1(want)
+        if data:
+            yield from write_all(t, memoryview(data))
+        if not data or len(data) < want:
+            return
 
 
 def _confirm_empty(t: Transfer) -> bool:
-    """In strict mode, tell an empty file from a size-0 pseudo-file without consuming."""
+    """Tell an empty file from a size-0 pseudo-file without consuming."""
     assert t.offset is not None
-    return len(os.pread(t.src.fd, 1, t.offset)) == 0
+    try:
+        return len(os.pread(t.src.fd, 1, t.offset)) == 0
+    except OSError:  # a pseudo-file that cannot pread: let user space read it
+        return False
 
 
 def _warn(reason: str) -> None:
@@ -190,6 +201,17 @@ def copy(
     before moving a byte. An error after bytes moved propagates with
     ``exc.bytes_copied`` set. A file source's position advances by exactly the
     bytes copied; a ``section`` leaves it alone.
+
+    Bad input is refused before a byte moves: a text-mode file (``TypeError``),
+    a closed file, socket or fd (``ValueError``), a negative count
+    (``ValueError``) or one that is not an int (``TypeError``), a write-only
+    source or read-only sink (``io.UnsupportedOperation``). A count beyond EOF
+    copies what exists and returns it. A socket's timeout bounds each wait for
+    it (``TimeoutError``); EINTR is retried. A peer that goes away mid-copy
+    raises ``BrokenPipeError``/``ConnectionResetError``. Files in ``/proc`` and
+    ``/sys`` (size 0, yet content) have their content copied; a file that
+    shrinks while it is sent stops the copy at its new end (never padded). An
+    ``O_APPEND`` sink takes the user-space route, since the kernel's refuse it.
 
     >>> import io, zcopy
     >>> out = io.BytesIO()

@@ -101,6 +101,12 @@ def _check_access(fd: int, role: str, what: str) -> bool:
     return bool(flags & os.O_APPEND)
 
 
+def _is_append(fd: int) -> bool:
+    import fcntl
+
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND)
+
+
 def _from_fd(fd: int, role: str, what: str | None = None, check_access: bool = True) -> Endpoint:
     kind, label, st = _kind_of_fd(fd, role)
     ep = Endpoint(role, kind, label if what is None else f"{what} ({label})", fd, fd=fd)
@@ -155,8 +161,9 @@ def _from_file_object(f: Any, role: str) -> Endpoint:
     # The object already told us its access mode: no need for fcntl.
     ep = _from_fd(fd, role, what=type(f).__name__, check_access=False)
     ep.obj = f
-    if ep.kind is Kind.FILE and "a" in _mode(f):
-        ep.append = True
+    if ep.kind is Kind.FILE and role == "dst":
+        # The mode string misses O_APPEND set on the fd itself (open(fd, "wb")).
+        ep.append = "a" in _mode(f) or _is_append(fd)
     if ep.kind is Kind.SOCKET:
         raw = f.raw if isinstance(f, _BUFFERED) else f
         sock = getattr(raw, "_sock", None)

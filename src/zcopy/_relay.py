@@ -1,30 +1,168 @@
-"""relay(): two connected sockets, both directions at once, each by acopy (splice).
+"""relay(): two connected sockets, both directions at once, by the same routes as acopy().
 
-Owned by the proxy work (issue 5); this first version keeps the contract.
+Each direction is one copy job (splice through a pooled pipe, or the user-space
+route when splice is turned off), driven on the asyncio loop. EOF one way is
+passed on as ``shutdown(SHUT_WR)`` while the other way keeps flowing; an error
+either way tears both down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
+import struct
+from collections.abc import Callable
 
-from ._aio import acopy
+from . import _stats
+from ._aio import _check_nonblocking
+from ._copy import Job, explain
+from ._errors import FastPathLost, with_count
+from ._plan import Plan, Route
+from ._transfer import Wait
+from ._wrappers import observe
+
+NO_SPLICE = "no-splice"
+_NO_SPLICE_WHY = "splice turned off by the caller (relay(splice=False), zcopy proxy --no-splice)"
+
+# SO_LINGER {on, 0 s}: close() then sends RST instead of FIN, so a reset on one
+# side reaches the peer on the other side as a reset, not as a clean EOF.
+_ABORT = struct.pack("ii", 1, 0)
 
 
-async def _one_way(dst: socket.socket, src: socket.socket) -> int:
-    n = await acopy(dst, src)
-    # EOF from src: pass the half-close on, the other direction keeps flowing.
-    with contextlib.suppress(OSError):
-        dst.shutdown(socket.SHUT_WR)
-    return n
+def relay_plan(dst: socket.socket, src: socket.socket, *, splice: bool = True) -> Plan:
+    """The route ``relay()`` takes from src to dst, and why (``explain()`` for a relay).
+
+    >>> import socket, zcopy
+    >>> from zcopy._relay import relay_plan
+    >>> a, b = socket.socketpair()
+    >>> relay_plan(a, b).route.value, relay_plan(a, b, splice=False).route.value
+    ('splice', 'userspace')
+    >>> a.close(); b.close()
+    """
+    plan = explain(dst, src)
+    if splice or plan.route is Route.USERSPACE:
+        return plan
+    return Plan(Route.USERSPACE, _NO_SPLICE_WHY, (Route.USERSPACE,), plan.src, plan.dst, NO_SPLICE)
 
 
-async def relay(a: socket.socket, b: socket.socket) -> tuple[int, int]:
+def _turn_off_splice(job: Job, dst: socket.socket, src: socket.socket) -> None:
+    plan = relay_plan(dst, src, splice=False)
+    # Counted like any fallback, but not warned about: the caller asked for it.
+    _stats.record_fallback(NO_SPLICE, str(plan))
+    job.plan = dataclasses.replace(plan, fallback_code=None)
+
+
+class _Direction:
+    """One way of a relay: a copy job stepped straight from the loop's fd callbacks.
+
+    Same job and route generator as ``acopy()``; only the driver differs. The
+    fd stays registered while the route keeps waiting on the same thing, so a
+    busy direction costs no epoll_ctl, no Future and no task switch per wait.
+    """
+
+    __slots__ = ("done", "dst", "job", "loop", "steps", "waiting")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        dst: socket.socket,
+        src: socket.socket,
+        splice: bool,
+        on_bytes: Callable[[int], object],
+    ) -> None:
+        self.loop = loop
+        self.dst = dst
+        self.job = Job(dst, observe(src, on_bytes), None, None)
+        if not splice and self.job.plan.route is not Route.USERSPACE:
+            # Same job, same driver: only the route differs, and stats say why.
+            _turn_off_splice(self.job, dst, src)
+        self.steps = self.job.steps()
+        self.waiting: Wait | None = None
+        self.done: asyncio.Future[int] = loop.create_future()
+        loop.call_soon(self._step)
+
+    def _step(self) -> None:
+        if self.done.done():
+            return
+        try:
+            wait = next(self.steps)
+        except StopIteration:
+            self._unregister()
+            self.job.finish()
+            # EOF from src: pass the half-close on; the other direction keeps flowing.
+            with contextlib.suppress(OSError):
+                self.dst.shutdown(socket.SHUT_WR)
+            self.done.set_result(self.job.t.moved)
+            return
+        except BaseException as exc:
+            self._stop(exc)
+            return
+        if wait != self.waiting:
+            self._unregister()
+            if wait.write:
+                self.loop.add_writer(wait.fd, self._step)
+            else:
+                self.loop.add_reader(wait.fd, self._step)
+            self.waiting = wait
+
+    def _unregister(self) -> None:
+        w = self.waiting
+        if w is not None:
+            if w.write:
+                self.loop.remove_writer(w.fd)
+            else:
+                self.loop.remove_reader(w.fd)
+            self.waiting = None
+
+    def _stop(self, exc: BaseException) -> None:
+        self._unregister()
+        self.steps.close()  # a pipe still holding bytes is discarded, never reused
+        self.job.finish()
+        if not isinstance(exc, FastPathLost):
+            with_count(exc, self.job.t.moved)
+        if not self.done.done():
+            self.done.set_exception(exc)
+            self.done.exception()  # retrieved here: relay() reports the first failure
+
+    def cancel(self) -> None:
+        """Stop now: nothing stays registered with the loop, no pipe stays held."""
+        if not self.done.done():
+            self._unregister()
+            self.steps.close()
+            self.job.finish()
+            self.done.cancel()
+
+
+def _abort(*socks: socket.socket) -> None:
+    for s in socks:
+        with contextlib.suppress(OSError):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _ABORT)
+
+
+async def relay(
+    a: socket.socket,
+    b: socket.socket,
+    *,
+    splice: bool = True,
+    idle_timeout: float | None = None,
+    on_bytes: Callable[[int, int], object] | None = None,
+) -> tuple[int, int]:
     """Relay bytes between two connected non-blocking sockets until both directions end.
 
-    Returns ``(a_to_b, b_to_a)`` byte counts. A half-close is passed on; an
-    error in either direction tears both down.
+    Returns ``(a_to_b, b_to_a)`` byte counts. EOF from one side becomes
+    ``shutdown(SHUT_WR)`` toward the other, which keeps sending until its own
+    EOF. An error either way (a reset, a broken pipe) cancels the other way,
+    arms both sockets to reset their peers when closed (``SO_LINGER`` 0), and
+    propagates with ``exc.bytes_relayed = (a_to_b, b_to_a)``; the caller
+    closes the sockets. ``idle_timeout``: raise ``TimeoutError`` (torn down the
+    same way) after that many seconds with no byte either way. ``on_bytes(i, n)``
+    hears of every chunk (``i`` 0 for a->b, 1 for b->a). ``splice=False``
+    takes the user-space route (one reused buffer per direction), visible in
+    ``zcopy.stats()`` as the fallback code ``"no-splice"`` (``relay_plan()`` says
+    which route and why before a byte moves). Cancelling the
+    relay cancels both directions; no pipe or loop registration outlives it.
 
     >>> import asyncio, socket, zcopy
     >>> a, x = socket.socketpair(); b, y = socket.socketpair()
@@ -34,13 +172,60 @@ async def relay(a: socket.socket, b: socket.socket) -> tuple[int, int]:
     (4, 0)
     >>> for s in (a, b, x, y): s.close()
     """
-    up = asyncio.ensure_future(_one_way(b, a))
-    down = asyncio.ensure_future(_one_way(a, b))
+    _check_nonblocking(a, "a")
+    _check_nonblocking(b, "b")
+    loop = asyncio.get_running_loop()
+    last = [loop.time()]
+    counts = [0, 0]
+
+    def seen(i: int) -> Callable[[int], None]:
+        def on_chunk(n: int) -> None:
+            counts[i] += n
+            last[0] = loop.time()
+            if on_bytes is not None:
+                on_bytes(i, n)
+
+        return on_chunk
+
+    up = _Direction(loop, b, a, splice, seen(0))
+    down = _Direction(loop, a, b, splice, seen(1))
+    ways = (up, down)
+    idle = False
+    failed: BaseException | None = None
+    timer: asyncio.TimerHandle | None = None
+
+    def check_idle() -> None:
+        nonlocal timer, idle
+        assert idle_timeout is not None
+        quiet = loop.time() - last[0]
+        if quiet >= idle_timeout:
+            idle = True
+            for w in ways:
+                w.cancel()
+        else:
+            timer = loop.call_later(idle_timeout - quiet, check_idle)
+
+    if idle_timeout is not None:
+        timer = loop.call_later(idle_timeout, check_idle)
     try:
-        a_to_b, b_to_a = await asyncio.gather(up, down)
-        return a_to_b, b_to_a
-    except BaseException:
-        up.cancel()
-        down.cancel()
-        await asyncio.gather(up, down, return_exceptions=True)
+        futures = (up.done, down.done)
+        await asyncio.wait(futures, return_when=asyncio.FIRST_EXCEPTION)
+        failed = next((f.exception() for f in futures if f.done() and not f.cancelled()
+                       and f.exception() is not None), None)
+        if failed is not None:
+            raise failed
+        if idle:
+            raise TimeoutError(f"relay idle: no byte either way for {idle_timeout}s")
+        return up.done.result(), down.done.result()
+    except BaseException as exc:
+        # Never leave a direction running (or a pipe held) behind the caller's back.
+        for w in ways:
+            w.cancel()
+        if failed is not None:
+            _abort(a, b)  # an idle timeout or a cancel closes politely; an error resets
+        with contextlib.suppress(AttributeError):
+            exc.bytes_relayed = (counts[0], counts[1])  # type: ignore[attr-defined]
         raise
+    finally:
+        if timer is not None:
+            timer.cancel()

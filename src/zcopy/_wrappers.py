@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +43,8 @@ class Section:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        """Read from the section by pread (the target's position is not used or moved)."""
+        """Read from the section: a file by pread (its position is neither used nor moved),
+        a buffer by slicing."""
         left = None if self.length is None else self.length - self._pos
         if size is None or size < 0:
             size = left if left is not None else 1 << 62
@@ -50,7 +52,18 @@ class Section:
             size = min(size, left)
         if size <= 0:
             return b""
-        fd = self.target if isinstance(self.target, int) else self.target.fileno()  # type: ignore[attr-defined]
+        start = self.offset + self._pos
+        if isinstance(self.target, io.BytesIO):
+            with self.target.getbuffer() as view:
+                data = bytes(view[start : start + size])
+            self._pos += len(data)
+            return data
+        if not isinstance(self.target, int) and not hasattr(self.target, "fileno"):
+            with memoryview(self.target).cast("B") as view:  # type: ignore[arg-type]
+                data = bytes(view[start : start + size])
+            self._pos += len(data)
+            return data
+        fd = self.target if isinstance(self.target, int) else self.target.fileno()
         chunks = []
         while size > 0:
             data = os.pread(fd, min(size, 1 << 20), self.offset + self._pos)
@@ -60,6 +73,13 @@ class Section:
             self._pos += len(data)
             size -= len(data)
         return b"".join(chunks)
+
+    def readinto(self, buf: Any) -> int:
+        """Read into a writable buffer, like ``read(len(buf))``."""
+        with memoryview(buf).cast("B") as view:
+            data = self.read(len(view))
+            view[: len(data)] = data
+        return len(data)
 
 
 def section(file: object, offset: int, length: int | None) -> Section:

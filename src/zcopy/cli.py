@@ -17,7 +17,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("zcopy.serve", "HTTP/1.1 static file server on the fast path"),
     "proxy": ("zcopy.proxy", "TCP proxy that relays by splice"),
     "trace": ("zcopy.tools.trace", "tell whether a process is on the fast path"),
-    "explain": ("zcopy.tools.explain_cmd", "say which route a copy between two paths would take"),
 }
 
 

@@ -13,6 +13,9 @@ from .._transfer import REFUSED, Transfer, Wait, errname
 
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK if hasattr(os, "SPLICE_F_MOVE") else 0
 _DIRECT_CAP = 1 << 20
+# After this many bytes without a wait, wait once anyway: on an event loop a
+# stream that never sees EAGAIN would otherwise starve every other copy.
+_FAIR_SHARE = 8 << 20
 
 
 def pump(t: Transfer) -> Generator[Wait, None, None]:
@@ -53,17 +56,33 @@ def _direct(t: Transfer) -> Generator[Wait, None, None]:
 
 def _through_pipe(t: Transfer) -> Generator[Wait, None, None]:
     src_fd, dst_fd = t.src.fd, t.dst.fd
-    pipe = _pipes.acquire()
+    # The pipe is held only while bytes are in flight: an idle connection (a
+    # proxy may have thousands) waits on its source with no pipe, so the
+    # per-user pipe budget pays only for copies that are moving bytes.
+    pipe: _pipes.Pipe | None = None
     held = 0  # bytes taken from src and sitting in the pipe
+    streak = 0  # bytes moved since the last wait
     try:
         while True:
             if held == 0:
                 if t.remaining == 0:
                     return
+                if streak >= _FAIR_SHARE:
+                    streak = 0
+                    if pipe is not None:
+                        _pipes.release(pipe)
+                        pipe = None
+                    yield t.wait_src()  # most likely ready at once, after the others' turn
+                    continue
+                if pipe is None:
+                    pipe = _pipes.acquire()
                 t.syscalls += 1
                 try:
                     held = os.splice(src_fd, pipe.w, t.want(pipe.size), flags=_FLAGS)
                 except BlockingIOError:
+                    _pipes.release(pipe)  # empty: back to the pool while src is quiet
+                    pipe = None
+                    streak = 0
                     yield t.wait_src()
                     continue
                 except OSError as exc:
@@ -72,10 +91,14 @@ def _through_pipe(t: Transfer) -> Generator[Wait, None, None]:
                     raise
                 if held == 0:
                     return  # EOF
+            assert pipe is not None
             t.syscalls += 1
             try:
+                # Backpressure: while dst is full the bytes wait in the kernel's
+                # pipe and src is not read; nothing is ever buffered in Python.
                 n = os.splice(pipe.r, dst_fd, held, flags=_FLAGS)
             except BlockingIOError:
+                streak = 0
                 yield t.wait_dst()
                 continue
             except OSError as exc:
@@ -87,12 +110,14 @@ def _through_pipe(t: Transfer) -> Generator[Wait, None, None]:
                     ) from exc
                 raise
             held -= n
+            streak += n
             t.advance(n)
     finally:
-        if held:
-            _pipes.discard(pipe)
-        else:
-            _pipes.release(pipe)
+        if pipe is not None:
+            if held:
+                _pipes.discard(pipe)  # its bytes must never reach another copy
+            else:
+                _pipes.release(pipe)
 
 
 def _salvage(t: Transfer, pipe: _pipes.Pipe, held: int) -> Generator[Wait, None, int]:

@@ -2,7 +2,14 @@
 
 Parsing is pure (``parse_lines``) so it is tested on recorded output; running
 is a thin wrapper. strace is asked for ``-f -yy -e trace=...`` so every line
-carries its pid and every fd its endpoint (``5</tmp/f>``, ``6<TCP:[...]>``).
+carries its pid and every fd its endpoint (``5</tmp/f>``, ``6<TCP:[...]>``),
+and for ``-s 0`` so no payload is ever copied into the trace.
+
+The parser copes with what ``-f`` does to a trace: a call split into
+``<unfinished ...>`` and ``<... resumed>`` halves by another thread's line,
+a resumed half whose start was never seen (strace attached mid-call),
+signal (``--- SIG...``) and exit (``+++ ...``) lines, ``= ?`` returns of
+calls cut short by an exit, and ``->`` inside socket annotations.
 """
 
 from __future__ import annotations
@@ -20,13 +27,17 @@ DATA_SYSCALLS = (
     "sendto", "sendmsg", "recvfrom", "recvmsg", "send", "recv",
 )
 
+# Calls that create a process or thread: traced too, so pids can be grouped into processes.
+PROCESS_SYSCALLS = ("clone", "clone3", "fork", "vfork")
+
 _LINE = re.compile(r"^(?:\[pid\s+)?(?P<pid>\d+)\]?\s+(?P<rest>.*)$")
 _CALL = re.compile(
     r"^(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+|\?)(?:\s+(?P<err>E[A-Z0-9]+))?"
 )
 _UNFINISHED = re.compile(r"^(?P<name>\w+)\((?P<args>.*?)\s*<unfinished \.\.\.>$")
 _RESUMED = re.compile(r"^<\.\.\. (?P<name>\w+) resumed>(?P<args>.*)$")
-_FD = re.compile(r"(?<![\w\"])(?P<fd>\d+)<(?P<what>(?:->|[^<>])*)>")
+# One level of nesting: device nodes read ``1</dev/null<char 1:3>>``.
+_FD = re.compile(r"(?<![\w\"])(?P<fd>\d+)<(?P<what>(?:->|<[^<>]*>|[^<>])*)>")
 
 
 @dataclass(slots=True)
@@ -42,6 +53,11 @@ class Call:
 
     @property
     def ok(self) -> bool:
+        """Whether the call returned without an error.
+
+        >>> Call(1, "read", "3</f>, \"\"..., 5", 5, None).ok
+        True
+        """
         return self.error is None and self.ret is not None and self.ret >= 0
 
 
@@ -91,6 +107,24 @@ def available() -> bool:
 
 
 def command(out_path: str, syscalls: Sequence[str] = DATA_SYSCALLS) -> list[str]:
-    """The strace prefix that records ``syscalls`` with fd annotations into ``out_path``."""
+    """The strace prefix that records ``syscalls`` with fd annotations into ``out_path``.
+
+    >>> command("/tmp/out", ["read"])[-4:]
+    ['-e', 'trace=read', '-o', '/tmp/out']
+    """
     trace = f"trace={','.join(syscalls)}"
     return ["strace", "-f", "-qq", "-yy", "-s", "0", "-e", trace, "-o", out_path]
+
+
+def attach_command(
+    out_path: str, pids: Iterable[int], syscalls: Sequence[str] = DATA_SYSCALLS
+) -> list[str]:
+    """The strace command that attaches to ``pids`` (with their threads, and any child they fork).
+
+    >>> attach_command("/tmp/out", [12, 13], ["read"])[-4:]
+    ['-p', '12', '-p', '13']
+    """
+    argv = command(out_path, syscalls)
+    for pid in pids:
+        argv += ["-p", str(pid)]
+    return argv

@@ -1,0 +1,267 @@
+"""Opening what a request names, safely, and remembering what each file's head looks like.
+
+``open_under`` opens with ``O_NONBLOCK`` (a FIFO in the tree must not hang
+the server) and, unless symlinks may be followed, asks the kernel where the
+opened fd really is (``/proc/self/fd``): that check cannot be raced by
+swapping a symlink between a check and the open. ``MetaCache`` keeps a
+file's header bytes, validators and sidecar list for up to a second, keyed by
+the fd's identity (device, inode, size, mtime), so a changed file is never
+described by stale headers.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from dataclasses import dataclass
+
+from . import headers
+from .conditional import Validators
+from .paths import within_root
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+
+# coding -> sidecar suffix, in the order the server prefers them.
+SIDECARS = (("br", ".br"), ("gzip", ".gz"))
+CODINGS = tuple(c for c, _ in SIDECARS)
+_SUFFIX = dict(SIDECARS)
+
+META_TTL = 1.0  # seconds a cached description (and sidecar list) is trusted
+
+
+class Refused(Exception):
+    """The path cannot be served; ``status`` says how to answer (403 or 404).
+
+    >>> Refused(404, "no such file").status
+    404
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _real_path(fd: int, path: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc: fall back to resolving the name (racy, but still checked)
+        return os.path.realpath(path)
+
+
+def open_under(root: str, path: str, follow_symlinks: bool) -> tuple[int, os.stat_result]:
+    """Open ``path`` (under ``root``) read-only; return (fd, fstat). Raise ``Refused``.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     os.symlink("/etc/hostname", os.path.join(d, "out"))
+    ...     try:
+    ...         open_under(os.path.realpath(d), os.path.join(d, "out"), False)
+    ...     except Refused as e:
+    ...         print(e.status)
+    404
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        raise Refused(404, "no such file") from None
+    except PermissionError:
+        raise Refused(403, "permission denied") from None
+    except OSError as exc:
+        raise Refused(404, f"cannot open ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not follow_symlinks and not within_root(root, _real_path(fd, path)):
+            raise Refused(404, "resolves outside the served directory")
+        mode = st.st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise Refused(403, "not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+@dataclass(slots=True)
+class Meta:
+    """What a response says about one file (or one sidecar of it)."""
+
+    ident: tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
+    expires: float
+    validators: Validators
+    ctype: str
+    fields: bytes  # Content-Type + the rest, for 200/206
+    fields_no_type: bytes  # the rest, for multipart/byteranges (its own Content-Type)
+    not_modified: bytes  # what a 304 repeats
+    sidecars: tuple[str, ...]  # codings with a sidecar next to this file
+
+    @property
+    def etag(self) -> str:
+        """The representation's ETag."""
+        return self.validators.etag
+
+
+def _ident(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class MetaCache:
+    """Per-process cache of ``Meta`` keyed by path and coding, revalidated by fstat identity.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(suffix=".txt") as f:
+    ...     meta = MetaCache().get(f.name, os.fstat(f.fileno()), "", 0.0, sidecars=False)
+    ...     meta.ctype
+    'text/plain; charset=utf-8'
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], Meta] = {}
+
+    def get(
+        self, path: str, st: os.stat_result, coding: str, now: float, *, sidecars: bool
+    ) -> Meta:
+        """The Meta for ``path`` as served with ``coding`` ("" for the file itself)."""
+        key = (path, coding)
+        meta = self._entries.get(key)
+        ident = _ident(st)
+        if meta is not None and meta.ident == ident and meta.expires > now:
+            return meta
+        if len(self._entries) > 4096:
+            self._entries.clear()  # crude bound: a scan of many files must not grow memory
+        meta = _build(path, st, coding, now, sidecars)
+        self._entries[key] = meta
+        return meta
+
+
+def _build(path: str, st: os.stat_result, coding: str, now: float, sidecars: bool) -> Meta:
+    found: tuple[str, ...] = ()
+    if coding:
+        original = path[: -len(_SUFFIX[coding])]
+        ctype = headers.file_content_type(original)
+        vary = True
+    else:
+        ctype = headers.file_content_type(path)
+        if sidecars:
+            found = tuple(c for c, suffix in SIDECARS if _is_file(path + suffix))
+        vary = bool(found)
+    mtime = int(st.st_mtime)
+    etag = headers.make_etag(st.st_mtime_ns, st.st_size, coding)
+    rest = headers.representation_fields("", etag, mtime, encoding=coding, vary=vary)
+    rest = rest.split(b"\r\n", 1)[1]  # drop the empty Content-Type line
+    ctype_line = f"Content-Type: {ctype}\r\n".encode("latin-1")
+    return Meta(
+        ident=_ident(st),
+        expires=now + META_TTL,
+        validators=Validators(etag, mtime),
+        ctype=ctype,
+        fields=ctype_line + rest,
+        fields_no_type=rest,
+        not_modified=headers.validator_fields(etag, mtime, vary=vary),
+        sidecars=found,
+    )
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def sidecar_path(path: str, coding: str) -> str:
+    """Where the sidecar for ``coding`` lives.
+
+    >>> sidecar_path("/a/b.js", "gzip")
+    '/a/b.js.gz'
+    """
+    return path + _SUFFIX[coding]
+
+
+class Handle:
+    """An open file shared by the requests that serve it; closed when the last lets go.
+
+    ``file`` is a ``FileIO`` over the fd (it does not own it): zcopy resolves
+    a FileIO with one fstat, a raw fd with an fstat and an fcntl.
+    """
+
+    __slots__ = ("expires", "fd", "file", "refs")
+
+    def __init__(self, fd: int, expires: float, regular: bool = True) -> None:
+        self.fd = fd
+        self.file = io.FileIO(fd, "rb", closefd=False) if regular else None
+        self.refs = 1
+        self.expires = expires
+
+
+class OpenFiles:
+    """A short-lived cache of open fds (nginx's ``open_file_cache``), for regular files only.
+
+    Within ``ttl`` seconds a path is not opened again: a file changed in place
+    is still seen at once (every request fstats the fd), a file *replaced*
+    (renamed over) is seen after at most ``ttl``. The containment check ran
+    when the fd was opened, so it holds for the fd's whole life. An fd in use
+    by a transfer is closed only after that transfer lets go of it.
+
+    >>> import tempfile
+    >>> cache = OpenFiles("/", follow_symlinks=True)
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     h, st = cache.acquire(f.name, 0.0)
+    ...     h is cache.acquire(f.name, 0.5)[0]
+    True
+    """
+
+    __slots__ = ("_map", "follow_symlinks", "max_entries", "root", "ttl")
+
+    def __init__(
+        self, root: str, *, follow_symlinks: bool, ttl: float = META_TTL, max_entries: int = 512
+    ) -> None:
+        self.root = root
+        self.follow_symlinks = follow_symlinks
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._map: dict[str, Handle] = {}
+
+    def acquire(self, path: str, now: float) -> tuple[Handle, os.stat_result]:
+        """Open (or reuse) ``path``; the caller must ``release`` the handle. Raise ``Refused``."""
+        h = self._map.get(path)
+        if h is not None:
+            if h.expires > now:
+                h.refs += 1
+                return h, os.fstat(h.fd)
+            del self._map[path]
+            self.release(h)
+        fd, st = open_under(self.root, path, self.follow_symlinks)
+        regular = stat.S_ISREG(st.st_mode)
+        try:
+            h = Handle(fd, now + self.ttl, regular)
+        except BaseException:
+            os.close(fd)
+            raise
+        if regular and self.ttl > 0:
+            if len(self._map) >= self.max_entries:
+                oldest = next(iter(self._map))
+                self.release(self._map.pop(oldest))
+            h.refs += 1  # the cache's own reference
+            self._map[path] = h
+        return h, st
+
+    def release(self, h: Handle) -> None:
+        """Let go of a handle; the fd closes when nobody holds it."""
+        h.refs -= 1
+        if h.refs == 0:
+            os.close(h.fd)
+
+    def purge(self, now: float) -> None:
+        """Close the expired entries (so deleted files do not stay open)."""
+        for path in [p for p, h in self._map.items() if h.expires <= now]:
+            self.release(self._map.pop(path))
+
+    def clear(self) -> None:
+        """Drop every cached fd (at shutdown)."""
+        for h in self._map.values():
+            self.release(h)
+        self._map.clear()

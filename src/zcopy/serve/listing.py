@@ -1,0 +1,88 @@
+"""Directory listings: ``scan`` reads a directory, ``render`` (pure) escapes it into HTML."""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One listed name: directories get a trailing slash in the link."""
+
+    name: str
+    is_dir: bool
+    size: int
+    mtime: float
+
+
+def scan(path: str, *, dotfiles: bool = False) -> list[Entry]:
+    """The entries of a directory, sorted, dotfiles left out unless asked for.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     open(os.path.join(d, "a"), "w").close()
+    ...     [e.name for e in scan(d)]
+    ['a']
+    """
+    entries = []
+    with os.scandir(path) as it:
+        for de in it:
+            if de.name.startswith(".") and not dotfiles:
+                continue
+            try:
+                st = de.stat()  # follows symlinks: a dangling one is left out
+                is_dir = de.is_dir()
+            except OSError:
+                continue
+            entries.append(Entry(de.name, is_dir, st.st_size, st.st_mtime))
+    entries.sort(key=lambda e: (not e.is_dir, e.name))
+    return entries
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+def render(url_path: str, entries: list[Entry]) -> bytes:
+    """An HTML page listing ``entries`` of the directory at ``url_path`` (already %-encoded).
+
+    Names are escaped for HTML and percent-encoded in links.
+
+    >>> b"&lt;script&gt;" in render("/", [Entry("<script>", False, 1, 0)])
+    True
+    """
+    title = html.escape(_display(url_path))
+    rows = []
+    if url_path != "/":
+        rows.append('<tr><td><a href="../">../</a></td><td></td><td></td></tr>')
+    for e in entries:
+        suffix = "/" if e.is_dir else ""
+        href = html.escape(quote(e.name, errors="surrogateescape") + suffix, quote=True)
+        label = html.escape(e.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        size = "-" if e.is_dir else _size(e.size)
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.mtime))
+        rows.append(
+            f'<tr><td><a href="{href}">{label}{suffix}</a></td>'
+            f"<td>{size}</td><td>{when}</td></tr>"
+        )
+    body = "\n".join(rows)
+    return (
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\">"
+        f"<title>Index of {title}</title></head>\n<body><h1>Index of {title}</h1>\n"
+        "<table><tr><th>Name</th><th>Size</th><th>Modified (UTC)</th></tr>\n"
+        f"{body}\n</table></body></html>\n"
+    ).encode()
+
+
+def _display(url_path: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(url_path, errors="replace")

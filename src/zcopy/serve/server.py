@@ -1,0 +1,653 @@
+"""The thin asyncio loop: accept, one task per connection, respond in order, time out.
+
+Everything protocol-shaped is decided by the sans-IO modules (``parser``,
+``paths``, ``conditional``, ``ranges``, ``multipart``, ``headers``); this
+module only moves bytes. A response head leaves with ``MSG_MORE`` when a body
+follows, so head and body share packets; the body (each part of a multi-range
+body, too) goes through ``zcopy.acopy(sock, zcopy.section(fd, offset, length))``,
+i.e. sendfile. Its last call carries no MORE flag, so nothing stays corked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import zcopy
+
+from . import headers, listing, multipart
+from .conditional import evaluate, if_range_allows
+from .files import Meta, MetaCache, OpenFiles, Refused, sidecar_path
+from .log import AccessLog, error
+from .parser import Request, RequestReader
+from .paths import BadTarget, Target, parse_target
+from .ranges import ByteRange, plan_ranges
+
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+_TCP_CORK = getattr(socket, "TCP_CORK", 3)
+CORK_MIN = 256 * 1024  # bodies at least this long are sent corked
+RECV_SIZE = 64 * 1024
+LINGER = 2.0  # seconds to drain a client after an error response before closing
+MAX_LINGER_BYTES = 1 << 20
+STATS_PATH = ("_zcopy", "stats")
+
+# Connection states, for the sweeper that enforces the timeouts.
+HEAD = 0  # waiting for (the rest of) a request head
+IDLE = 1  # keep-alive, between requests
+BUSY = 2  # responding
+
+
+@dataclass(slots=True)
+class Config:
+    """What ``zcopy serve`` was asked to do."""
+
+    root: str
+    listing: bool = True
+    follow_symlinks: bool = False
+    dotfiles: bool = False
+    precompressed: bool = True
+    stats: bool = False
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 15.0
+    send_timeout: float = 30.0
+    shutdown_timeout: float = 10.0
+    max_connections: int = 1024
+    access_log: str | None = None
+
+
+class Conn:
+    """One client connection: its socket, observed sink, and timeout bookkeeping."""
+
+    __slots__ = (
+        "deadline",
+        "fd",
+        "host",
+        "loop",
+        "out",
+        "reader",
+        "reading",
+        "seen",
+        "sent",
+        "sock",
+        "state",
+        "task",
+        "timed_out",
+        "waiter",
+    )
+
+    def __init__(self, sock: socket.socket, host: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = loop
+        self.reading = False  # our reader callback is registered with the loop
+        self.waiter: asyncio.Future[None] | None = None
+        self.host = host
+        self.reader = RequestReader()
+        self.sent = 0  # body bytes, as the fast path reported them
+        self.seen = 0  # ``sent`` at the sweeper's last look
+        self.state = HEAD
+        self.deadline = 0.0
+        self.timed_out = ""
+        self.task: asyncio.Task[None] | None = None
+        # Every body byte is counted by the copy itself, chunk by chunk.
+        self.out = zcopy.observe(sock, self._count)
+
+    def _count(self, n: int) -> None:
+        self.sent += n
+
+    def _readable(self) -> None:
+        waiter = self.waiter
+        if waiter is None:
+            # Data came while we were busy answering: stop watching until we ask again.
+            self.loop.remove_reader(self.fd)
+            self.reading = False
+        elif not waiter.done():
+            waiter.set_result(None)
+
+    async def recv(self) -> bytes:
+        """Receive up to RECV_SIZE bytes (b"" at EOF).
+
+        Unlike ``loop.sock_recv``, the reader stays registered between
+        requests, so a keep-alive connection costs no epoll_ctl per request.
+        """
+        while True:
+            try:
+                return self.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                pass
+            if not self.reading:
+                self.loop.add_reader(self.fd, self._readable)
+                self.reading = True
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+
+    def close(self) -> None:
+        """Unregister from the loop, then close the socket."""
+        if self.reading:
+            self.loop.remove_reader(self.fd)
+            self.reading = False
+        self.sock.close()
+
+
+class _Close(Exception):
+    """End the connection after this response (a short body, a vanished client)."""
+
+
+class Server:
+    """One process's server: a listening socket and the connections it accepted."""
+
+    def __init__(
+        self,
+        config: Config,
+        listener: socket.socket,
+        on_ready: Callable[[], object] | None = None,
+    ) -> None:
+        self.on_ready = on_ready
+        self.cfg = config
+        self.root = config.root
+        self.listener = listener
+        self.conns: set[Conn] = set()
+        self.metas = MetaCache()
+        # request-target -> (parsed, filesystem path): the same few targets come again and again
+        self._targets: dict[bytes, tuple[Target, str]] = {}
+        self.files = OpenFiles(config.root, follow_symlinks=config.follow_symlinks)
+        self.dates = headers.DateBlock()
+        self.log = AccessLog(config.access_log)
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+
+    # lifecycle ------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Accept until told to stop, then drain in-flight responses (bounded)."""
+        loop = self.loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self.listener.setblocking(False)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        if self.cfg.stats:
+            loop.add_signal_handler(signal.SIGUSR1, self.print_stats)
+        sweeper = loop.create_task(self._sweep())
+        acceptor = loop.create_task(self._accept())
+        if self.on_ready is not None:
+            self.on_ready()
+        await self._stopped.wait()
+        acceptor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acceptor
+        self.listener.close()
+        for conn in list(self.conns):
+            if conn.state != BUSY and conn.task is not None:
+                conn.task.cancel()  # idle keep-alive or half-sent heads: nothing in flight
+        tasks = [c.task for c in self.conns if c.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.cfg.shutdown_timeout)
+            for t in pending:
+                t.cancel()
+            if pending:
+                error(f"shutdown: {len(pending)} transfer(s) still running were cut off")
+                await asyncio.wait(pending, timeout=5)
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        self.files.clear()
+        self.log.close()
+        if self.cfg.stats:
+            self.print_stats()
+
+    def stop(self) -> None:
+        """Stop accepting; answer what is in flight with ``Connection: close``."""
+        if not self.stopping:
+            self.stopping = True
+            if self._stopped is not None:
+                self._stopped.set()
+
+    def stats_dict(self) -> dict[str, object]:
+        """The ``--stats`` snapshot: zcopy's per-route counters for this process."""
+        snap = zcopy.stats()
+        return {
+            "pid": os.getpid(),
+            "connections": len(self.conns),
+            "zero_copy_bytes": snap.zero_copy_bytes,
+            **snap.as_dict(),
+        }
+
+    def print_stats(self) -> None:
+        """Print per-route byte counts on stderr (at shutdown and on SIGUSR1)."""
+        routes = zcopy.stats().routes
+        parts = [f"{name} {r.bytes} bytes in {r.calls} copies" for name, r in routes.items()]
+        error(f"stats (pid {os.getpid()}): " + ("; ".join(parts) or "nothing sent yet"))
+
+    async def _sweep(self) -> None:
+        """Once a second: enforce header, idle and stalled-send timeouts; flush the log."""
+        loop = self.loop
+        assert loop is not None
+        cfg = self.cfg
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            for conn in list(self.conns):
+                if conn.state == BUSY:
+                    if conn.sent != conn.seen:
+                        conn.seen = conn.sent
+                        conn.deadline = now + cfg.send_timeout
+                    elif now > conn.deadline:
+                        conn.timed_out = f"send stalled for {cfg.send_timeout:g}s"
+                elif now > conn.deadline:
+                    conn.timed_out = "idle" if conn.state == IDLE else "header timeout"
+                if conn.timed_out and conn.task is not None:
+                    conn.task.cancel()
+            self.files.purge(now)
+            self.log.flush()
+
+    async def _accept(self) -> None:
+        loop = self.loop
+        assert loop is not None
+        while True:
+            try:
+                sock, addr = await loop.sock_accept(self.listener)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue
+            except OSError as exc:  # EMFILE and friends: back off instead of spinning
+                error(f"accept failed: {exc}")
+                await asyncio.sleep(0.1)
+                continue
+            sock.setblocking(False)
+            if len(self.conns) >= self.cfg.max_connections:
+                self._refuse(sock)
+                continue
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            host = addr[0] if isinstance(addr, tuple) else "-"
+            conn = Conn(sock, host, loop)
+            conn.deadline = loop.time() + self.cfg.header_timeout
+            self.conns.add(conn)
+            conn.task = loop.create_task(self._run(conn))
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """Over the connection cap: a best-effort 503 and close, without reading."""
+        body = headers.simple_body(503, "too many connections")
+        head = headers.head(
+            503,
+            self.dates.get(),
+            b"Content-Type: text/html; charset=utf-8\r\nRetry-After: 1\r\n",
+            len(body),
+            b"Connection: close\r\n",
+        )
+        with contextlib.suppress(OSError):
+            sock.send(head + body)
+            sock.shutdown(socket.SHUT_WR)
+        # Closing now, with the request unread, would send a RST that can destroy the 503
+        # before the client reads it: let the FIN go first, close a little later.
+        assert self.loop is not None
+        self.loop.call_later(LINGER, sock.close)
+        self.log.write("-", "-", 503, len(body), None, None)
+
+    # one connection -------------------------------------------------------------------
+
+    async def _run(self, conn: Conn) -> None:
+        loop = self.loop
+        assert loop is not None
+        reader, cfg = conn.reader, self.cfg
+        try:
+            while True:
+                while reader.ready:
+                    req = reader.ready.popleft()
+                    conn.state = BUSY
+                    conn.deadline = loop.time() + cfg.send_timeout
+                    if not await self._respond(conn, req):
+                        if req.error:
+                            await self._linger(conn)
+                        return
+                if reader.broken or self.stopping:
+                    return
+                if reader.in_head:
+                    if conn.state != HEAD:
+                        conn.state = HEAD
+                        conn.deadline = loop.time() + cfg.header_timeout
+                else:
+                    conn.state = IDLE
+                    conn.deadline = loop.time() + cfg.keepalive_timeout
+                data = await conn.recv()
+                if not data:
+                    return
+                if conn.state == IDLE:
+                    conn.state = HEAD
+                    conn.deadline = loop.time() + cfg.header_timeout
+                reader.feed(data)
+        except asyncio.CancelledError:
+            if conn.timed_out and conn.timed_out != "idle":
+                error(f"{conn.host}: closing connection: {conn.timed_out}")
+        except (_Close, ConnectionError, TimeoutError):
+            pass
+        except OSError as exc:
+            error(f"{conn.host}: connection error: {exc}")
+        except Exception as exc:  # a bug must cost one connection, not the server
+            error(f"{conn.host}: internal error: {exc!r}")
+        finally:
+            self.conns.discard(conn)
+            conn.close()
+
+    async def _linger(self, conn: Conn) -> None:
+        """After an error response, read and drop what the client still sends, then close.
+
+        Closing with unread request bytes makes the kernel answer with a RST,
+        which can destroy the error response before the client reads it.
+        """
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(LINGER):
+                drained = 0
+                while drained < MAX_LINGER_BYTES:
+                    data = await conn.recv()
+                    if not data:
+                        return
+                    drained += len(data)
+
+    async def _send(self, conn: Conn, data: bytes, more: bool) -> None:
+        """Write a head or framing from memory; MSG_MORE when a body follows."""
+        sock = conn.sock
+        try:
+            n = sock.send(data, _MSG_MORE if more else 0)
+        except BlockingIOError:
+            n = 0
+        if n < len(data):
+            assert self.loop is not None
+            await self.loop.sock_sendall(sock, memoryview(data)[n:])
+
+    async def _respond(self, conn: Conn, req: Request) -> bool:
+        """Answer one request; return whether the connection stays open."""
+        if req.error:
+            await self._simple(conn, req, req.error, close=True)
+            return False
+        close = not req.keep_alive or self.stopping
+        method = req.method
+        if method not in ("GET", "HEAD"):
+            extra = b"Allow: GET, HEAD\r\n"
+            await self._simple(conn, req, 405, close=close, extra=extra)
+            return not close
+        hit = self._targets.get(req.target)
+        if hit is None:
+            try:
+                target = parse_target(req.target, dotfiles=self.cfg.dotfiles)
+            except BadTarget as bad:
+                await self._simple(conn, req, bad.status, close=close or bad.status == 400)
+                return not close and bad.status != 400
+            path = os.path.join(self.root, target.relpath) if target.segments else self.root
+            if len(self._targets) >= 1024:
+                self._targets.clear()
+            self._targets[req.target] = hit = (target, path)
+        target, path = hit
+        if self.cfg.stats and target.segments == STATS_PATH:
+            body = (json.dumps(self.stats_dict(), indent=1) + "\n").encode()
+            await self._memory(conn, req, 200, b"Content-Type: application/json\r\n", body, close)
+            return not close
+        assert self.loop is not None
+        now = self.loop.time()
+        try:
+            h, st = self.files.acquire(path, now)
+        except Refused as refused:
+            await self._simple(conn, req, refused.status, close=close)
+            return not close
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                return await self._directory(conn, req, target, path, close)
+            if target.slash:
+                await self._simple(conn, req, 404, close=close)
+                return not close
+            meta = self.metas.get(path, st, "", now, sidecars=self.cfg.precompressed)
+            coding = None
+            if meta.sidecars:
+                coding = headers.negotiate(req.headers.get("accept-encoding"), meta.sidecars)
+            if coding:
+                side = sidecar_path(path, coding)
+                try:
+                    side_h, side_st = self.files.acquire(side, now)
+                except Refused:
+                    pass  # vanished since the sidecar list was made: the file itself will do
+                else:
+                    if stat.S_ISREG(side_st.st_mode):
+                        self.files.release(h)
+                        h, st, path = side_h, side_st, side
+                        meta = self.metas.get(path, st, coding, now, sidecars=False)
+                    else:
+                        self.files.release(side_h)
+            assert h.file is not None  # a regular file
+            return await self._file(conn, req, h.file, st, meta, path, close)
+        finally:
+            self.files.release(h)
+
+    async def _file(
+        self, conn: Conn, req: Request, fd: io.FileIO, st: os.stat_result, meta: Meta, path: str,
+        close: bool,
+    ) -> bool:
+        h = req.headers
+        head_only = req.method == "HEAD"
+        status = 200
+        if (
+            "if-match" in h
+            or "if-none-match" in h
+            or "if-modified-since" in h
+            or "if-unmodified-since" in h
+        ):
+            status = evaluate(
+                req.method,
+                meta.validators,
+                if_match=h.get("if-match"),
+                if_none_match=h.get("if-none-match"),
+                if_modified_since=h.get("if-modified-since"),
+                if_unmodified_since=h.get("if-unmodified-since"),
+            )
+        connection = headers.connection_field(close, req.version == "1.0")
+        if status == 304:
+            data = headers.head(304, self.dates.get(), meta.not_modified, None, connection)
+            await self._send(conn, data, False)
+            self._log(conn, req, 304, 0)
+            return not close
+        if status == 412:
+            await self._simple(conn, req, 412, close=close)
+            return not close
+        size = st.st_size
+        rng = h.get("range") if not head_only else None
+        if rng is not None and if_range_allows(h.get("if-range"), meta.validators):
+            boundary = multipart.new_boundary()
+            overhead = multipart.part_overhead(boundary, meta.ctype, size)
+            plan = plan_ranges(rng, size, overhead)
+            if plan.status == 416:
+                extra = f"Content-Range: bytes */{size}\r\n".encode()
+                await self._simple(conn, req, 416, close=close, extra=extra)
+                return not close
+            if plan.status == 206:
+                if len(plan.ranges) == 1:
+                    r = plan.ranges[0]
+                    fields = meta.fields + f"Content-Range: {r.content_range(size)}\r\n".encode()
+                    data = headers.head(206, self.dates.get(), fields, r.length, connection)
+                    await self._send(conn, data, True)
+                    await self._body(conn, req, 206, fd, r.first, r.length, path)
+                    return not close
+                return await self._multipart(
+                    conn, req, fd, meta, plan.ranges, size, boundary, connection, path, close
+                )
+        data = headers.head(200, self.dates.get(), meta.fields, size, connection)
+        if head_only or size == 0:
+            await self._send(conn, data, False)
+            self._log(conn, req, 200, 0)
+            return not close
+        await self._send(conn, data, True)
+        await self._body(conn, req, 200, fd, 0, size, path)
+        return not close
+
+    async def _body(
+        self, conn: Conn, req: Request, status: int, fd: io.FileIO, offset: int, length: int,
+        path: str, log: bool = True,
+    ) -> None:
+        """Send ``length`` bytes of the file from ``offset`` by sendfile; short means close."""
+        before = conn.sent
+        cork = length >= CORK_MIN
+        try:
+            if cork:
+                # Long bodies go out in many sendfile calls as ACKs free buffer space; corked,
+                # each tail waits for a full segment instead of leaving as a small packet
+                # (nginx's tcp_nopush). Measured: about a quarter less CPU per GiB.
+                conn.sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+            n = await zcopy.acopy(conn.out, zcopy.section(fd, offset, length))
+        except (ConnectionError, TimeoutError) as exc:
+            self._log(conn, req, status, conn.sent - before)
+            raise _Close from exc
+        except asyncio.CancelledError:
+            self._log(conn, req, status, conn.sent - before)
+            raise
+        finally:
+            if cork:
+                # Uncorking pushes the tail now: nothing waits out the 200 ms cork timer.
+                with contextlib.suppress(OSError):
+                    conn.sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+        if n < length:
+            self._log(conn, req, status, conn.sent - before)
+            error(
+                f"{conn.host}: {path} shrank while it was sent: {n} of {length} bytes "
+                f"from offset {offset}; closing the connection"
+            )
+            raise _Close
+        if log:
+            self._log(conn, req, status, conn.sent - before)
+
+    async def _multipart(
+        self, conn: Conn, req: Request, fd: io.FileIO, meta: Meta, parts: tuple[ByteRange, ...],
+        size: int, boundary: str, connection: bytes, path: str, close: bool,
+    ) -> bool:
+        ctype = meta.ctype
+        length = multipart.body_length(boundary, ctype, parts, size)
+        fields = (
+            f"Content-Type: {multipart.content_type(boundary)}\r\n".encode() + meta.fields_no_type
+        )
+        data = headers.head(206, self.dates.get(), fields, length, connection)
+        await self._send(conn, data, True)
+        start = conn.sent
+        for frame in multipart.frames(boundary, ctype, parts, size):
+            if isinstance(frame, bytes):
+                last = frame.endswith(b"--\r\n")  # only the close-delimiter ends so
+                await self._send(conn, frame, not last)
+                conn.sent += len(frame)
+            else:
+                await self._body(conn, req, 206, fd, frame.first, frame.length, path, False)
+        self._log(conn, req, 206, conn.sent - start)
+        return not close
+
+    async def _directory(
+        self, conn: Conn, req: Request, target: Target, path: str, close: bool
+    ) -> bool:
+        if not target.slash and target.segments:
+            location = target.url_path + "/" + (f"?{target.query}" if target.query else "")
+            extra = f"Location: {location}\r\n".encode("latin-1")
+            await self._simple(conn, req, 301, close=close, extra=extra)
+            return not close
+        index = os.path.join(path, "index.html")
+        assert self.loop is not None
+        now = self.loop.time()
+        try:
+            h, st = self.files.acquire(index, now)
+        except Refused:
+            pass
+        else:
+            try:
+                if h.file is not None:
+                    meta = self.metas.get(index, st, "", now, sidecars=False)
+                    return await self._file(conn, req, h.file, st, meta, index, close)
+            finally:
+                self.files.release(h)
+        if not self.cfg.listing:
+            await self._simple(conn, req, 403, close=close)
+            return not close
+        try:
+            entries = listing.scan(path, dotfiles=self.cfg.dotfiles)
+        except OSError:
+            await self._simple(conn, req, 403, close=close)
+            return not close
+        body = listing.render(target.url_path if target.segments else "/", entries)
+        ctype = b"Content-Type: text/html; charset=utf-8\r\n"
+        await self._memory(conn, req, 200, ctype, body, close)
+        return not close
+
+    async def _memory(
+        self, conn: Conn, req: Request, status: int, fields: bytes, body: bytes, close: bool
+    ) -> None:
+        """A response generated in memory (listings, errors, stats)."""
+        connection = headers.connection_field(close, req.version == "1.0")
+        data = headers.head(status, self.dates.get(), fields, len(body), connection)
+        if req.method == "HEAD":
+            await self._send(conn, data, False)
+            self._log(conn, req, status, 0)
+            return
+        await self._send(conn, data + body, False)
+        conn.sent += len(body)
+        self._log(conn, req, status, len(body))
+
+    async def _simple(
+        self, conn: Conn, req: Request, status: int, *, close: bool, extra: bytes = b""
+    ) -> None:
+        body = headers.simple_body(status)
+        fields = b"Content-Type: text/html; charset=utf-8\r\n" + extra
+        await self._memory(conn, req, status, fields, body, close)
+
+    def _log(self, conn: Conn, req: Request, status: int, nbytes: int) -> None:
+        if self.log.enabled:
+            h = req.headers
+            self.log.write(
+                conn.host, req.request_line, status, nbytes, h.get("referer"), h.get("user-agent")
+            )
+
+
+def listen(bind: str, port: int, *, reuse_port: bool = False, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket (IPv6 when ``bind`` has a colon).
+
+    >>> s = listen("127.0.0.1", 0); s.getsockname()[0]; s.close()
+    '127.0.0.1'
+    """
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((bind, port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _raise_fd_limit(want: int) -> None:
+    """Each connection needs a socket and maybe a file: lift the soft fd limit toward ``want``."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def run_server(
+    config: Config, listener: socket.socket, on_ready: Callable[[], object] | None = None
+) -> None:
+    """Serve on ``listener`` in this process until SIGTERM/SIGINT; ``on_ready`` once it can.
+
+    >>> run_server(Config("."), listen("127.0.0.1", 0))  # doctest: +SKIP
+    """
+    _raise_fd_limit(config.max_connections + 1024)
+    asyncio.run(Server(config, listener, on_ready).serve())

@@ -1,0 +1,80 @@
+"""The seed's two bar charts, one bar per mode: CPU ms per GiB, and MiB per CPU-second.
+
+matplotlib is imported here only, with the Agg backend (no display needed),
+so the rest of the bench runs and imports without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .machine import title
+
+CHARTS = (
+    ("cpu_ms_per_gib", "cpu_ms_per_gib.png", "server CPU ms per GiB (lower is better)"),
+    ("mib_per_cpu_s", "mib_per_cpu_s.png",
+     "MiB of payload per server CPU-second (higher is better)"),
+)
+
+# Kernel fast path, user-space copy, and the proxy pair: the colour says which kind a bar is.
+_COLOURS = {"sendfile": "#2b8a3e", "userspace": "#c92a2a", "write": "#e67700", "proxy": "#1864ab"}
+_LEGEND = {"sendfile": "sendfile (kernel copy only)", "userspace": "read + write in user space",
+           "write": "write from an mmap", "proxy": "zcopy proxy (measured) before a raw server"}
+_KIND = {"raw": "sendfile", "limit": "sendfile", "observed": "sendfile", "stdlib": "sendfile",
+         "wrapped": "userspace", "naive": "userspace", "mmap": "write",
+         "proxy-splice": "proxy", "proxy-copy": "proxy"}
+
+
+def _errors(doc: dict[str, Any], modes: list[str], key: str) -> list[list[float]] | None:
+    lo, hi = [], []
+    for m in modes:
+        entry = doc["modes"][m]
+        s = entry.get("spread", {}).get(key)
+        mid = entry.get(key)
+        if not s or mid is None:
+            lo.append(0.0)
+            hi.append(0.0)
+        else:
+            lo.append(mid - s["min"])
+            hi.append(s["max"] - mid)
+    return [lo, hi] if any(lo) or any(hi) else None
+
+
+def draw(doc: dict[str, Any], out: Path) -> list[Path]:
+    """Write the charts of a results document into ``out``; return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    written = []
+    heading = title(doc["machine"], doc["parameters"]["size"])
+    for key, name, label in CHARTS:
+        modes = [m for m, e in doc["modes"].items() if e.get(key) is not None]
+        if not modes:
+            continue
+        values = [doc["modes"][m][key] for m in modes]
+        fig, ax = plt.subplots(figsize=(10, 5.2), dpi=100)
+        colours = [_COLOURS[_KIND.get(m, "userspace")] for m in modes]
+        bars = ax.bar(modes, values, color=colours, yerr=_errors(doc, modes, key),
+                      capsize=4)
+        ax.bar_label(bars, fmt="%.0f", padding=2, fontsize=9)
+        ax.set_ylabel(label)
+        kinds = list(dict.fromkeys(_KIND.get(m, "userspace") for m in modes))
+        handles = [Patch(color=_COLOURS[k], label=_LEGEND[k]) for k in kinds]
+        ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=2)
+        params = doc["parameters"]
+        ax.set_title(f"{label}\n{heading}, {params['transfers']} transfers"
+                     f" x {params['repeat']} repeat(s)", fontsize=10)
+        ax.tick_params(axis="x", labelrotation=20)
+        errors = _errors(doc, modes, key)
+        top = max(v + (errors[1][j] if errors else 0.0) for j, v in enumerate(values))
+        ax.set_ylim(0, top * 1.4)  # headroom for the labels and the legend
+        fig.tight_layout()
+        path = out / name
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,148 @@
+"""CPU from the kernel's accounting, and the arithmetic that turns it into the seed's figures.
+
+The measured process is sampled from outside through ``/proc/PID/stat``
+(utime and stime of the whole thread group, in clock ticks) while it is idle
+before the first transfer and idle after the last: the difference is the CPU
+of the transfers and nothing else. The rest of this module is pure.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MIB = 1 << 20
+GIB = 1 << 30
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True, slots=True)
+class Cpu:
+    """User and system CPU seconds."""
+
+    user: float
+    sys: float
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(self.user - other.user, self.sys - other.sys)
+
+    @property
+    def total(self) -> float:
+        """User plus system seconds.
+
+        >>> Cpu(0.25, 0.5).total
+        0.75
+        """
+        return self.user + self.sys
+
+
+def parse_stat(text: str, tick: int = TICK) -> Cpu:
+    """utime and stime from the text of ``/proc/PID/stat`` (the command may hold spaces).
+
+    >>> parse_stat("42 (a b) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20", tick=100)
+    Cpu(user=1.5, sys=0.25)
+    """
+    fields = text[text.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return Cpu(int(fields[11]) / tick, int(fields[12]) / tick)
+
+
+def cpu_of(pid: int) -> Cpu:
+    """The CPU a live process has used so far, as the kernel accounts it."""
+    with open(f"/proc/{pid}/stat") as f:
+        return parse_stat(f.read())
+
+
+def parse_softirq(proc_stat: str, cpu: int, tick: int = TICK) -> float:
+    """Seconds CPU ``cpu`` has spent in softirq, from the text of ``/proc/stat``.
+
+    On loopback the receiver's TCP work runs as softirq on the sender's CPU;
+    without ``CONFIG_IRQ_TIME_ACCOUNTING`` the kernel charges it to whatever
+    task was running there, i.e. to the server's sys time. This says how much.
+
+    >>> parse_softirq("cpu  1 2 3 4 5 6 7\ncpu0 1 0 2 3 0 0 250 0 0 0\n", 0, tick=100)
+    2.5
+    """
+    prefix = f"cpu{cpu} "
+    for line in proc_stat.splitlines():
+        if line.startswith(prefix):
+            return int(line.split()[7]) / tick
+    raise ValueError(f"no cpu{cpu} line in /proc/stat")
+
+
+def softirq_of(cpu: int) -> float:
+    """Softirq seconds of one CPU so far (see ``parse_softirq``)."""
+    with open("/proc/stat") as f:
+        return parse_softirq(f.read(), cpu)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One pass of one mode, in the seed's units."""
+
+    cpu_user_s: float
+    cpu_sys_s: float
+    cpu_ms_per_gib: float
+    mib_per_cpu_s: float | None
+    wall_mib_s: float | None
+    bytes: int
+    softirq_s: float | None = None  # softirq on the server's CPU during the pass (pinned only)
+
+
+def figures(cpu: Cpu, moved: int, wall_s: float, softirq_s: float | None = None) -> Figures:
+    """CPU per GiB, payload per CPU-second and wall throughput from one pass.
+
+    >>> f = figures(Cpu(0.1, 0.4), 10 * GIB, 5.0)
+    >>> f.cpu_ms_per_gib, f.mib_per_cpu_s, f.wall_mib_s
+    (50.0, 20480.0, 2048.0)
+    """
+    gib = moved / GIB
+    return Figures(
+        cpu_user_s=cpu.user,
+        cpu_sys_s=cpu.sys,
+        cpu_ms_per_gib=cpu.total * 1000 / gib if gib else 0.0,
+        mib_per_cpu_s=(moved / MIB) / cpu.total if cpu.total > 0 else None,
+        wall_mib_s=(moved / MIB) / wall_s if wall_s > 0 else None,
+        bytes=moved,
+        softirq_s=softirq_s,
+    )
+
+
+def median(values: Sequence[float | None]) -> float | None:
+    """The median of the values that exist (``None`` when none do).
+
+    >>> median([3.0, 1.0, 2.0]), median([None, 4.0]), median([])
+    (2.0, 4.0, None)
+    """
+    present = [v for v in values if v is not None]
+    return float(statistics.median(present)) if present else None
+
+
+def spread(values: Sequence[float | None]) -> dict[str, float] | None:
+    """Min, max and the range relative to the median, for ``--repeat``.
+
+    >>> spread([10.0, 12.0, 11.0])
+    {'min': 10.0, 'max': 12.0, 'rel': 0.1818}
+    >>> spread([None]) is None
+    True
+    """
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    mid = statistics.median(present)
+    lo, hi = min(present), max(present)
+    rel = (hi - lo) / mid if mid else 0.0
+    return {"min": lo, "max": hi, "rel": round(rel, 4)}
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    """``value / base``, or ``None`` when either is missing or the base is zero.
+
+    >>> ratio(184.0, 54.0) is not None, ratio(1.0, 0.0)
+    (True, None)
+    """
+    if value is None or not base:
+        return None
+    return value / base

@@ -1,0 +1,173 @@
+"""acopy(): the same routes on asyncio; cancellation leaves nothing registered on the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import selectors
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import Drain, tcp_pair
+
+import zcopy
+
+pytestmark = pytest.mark.filterwarnings("ignore::zcopy.FastPathWarning")
+
+DATA = os.urandom(1 << 20)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(no_fd_leak: None) -> None:
+    pass
+
+
+def sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def run(coro: object) -> object:
+    return asyncio.run(asyncio.wait_for(coro, 60))  # type: ignore[arg-type]
+
+
+def _registered(loop: asyncio.AbstractEventLoop, fd: int) -> bool:
+    selector: selectors.BaseSelector = loop._selector  # type: ignore[attr-defined]
+    return fd in selector.get_map()
+
+
+def test_file_to_socket(tmp_path: Path) -> None:
+    path = tmp_path / "src"
+    path.write_bytes(DATA)
+    a, b = tcp_pair()
+    with a, b, open(path, "rb") as f:
+        a.setblocking(False)
+        drain = Drain(b)
+        assert run(zcopy.acopy(a, f)) == len(DATA)
+        assert f.tell() == len(DATA)
+        a.shutdown(socket.SHUT_WR)
+        assert sha(drain.result(30)) == sha(DATA)
+
+
+def test_socket_to_socket() -> None:
+    a, feed = tcp_pair()
+    c, d = tcp_pair()
+    with a, feed, c, d:
+        a.setblocking(False)
+        c.setblocking(False)
+        feeder = threading.Thread(target=lambda: (feed.sendall(DATA), feed.shutdown(1)))
+        feeder.start()
+        drain = Drain(d)
+        assert zcopy.explain(c, a).route is zcopy.Route.SPLICE
+        assert run(zcopy.acopy(c, a)) == len(DATA)
+        c.shutdown(socket.SHUT_WR)
+        assert sha(drain.result(30)) == sha(DATA)
+        feeder.join(30)
+
+
+def test_socket_to_file(tmp_path: Path) -> None:
+    a, feed = tcp_pair()
+    path = tmp_path / "dst"
+    with a, feed, open(path, "wb") as f:
+        a.setblocking(False)
+        feeder = threading.Thread(target=lambda: (feed.sendall(DATA), feed.shutdown(1)))
+        feeder.start()
+        assert run(zcopy.acopy(f, a, len(DATA) - 3)) == len(DATA) - 3
+        feeder.join(30)
+    assert sha(path.read_bytes()) == sha(DATA[:-3])
+
+
+def test_buffer_and_userspace_routes() -> None:
+    a, b = tcp_pair()
+    with a, b:
+        a.setblocking(False)
+        drain = Drain(b)
+        assert run(zcopy.acopy(a, DATA)) == len(DATA)
+        a.shutdown(socket.SHUT_WR)
+        assert drain.result(30) == DATA
+
+
+@pytest.mark.parametrize("side", ["src", "dst"])
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_blocking_socket_is_refused(side: str, timeout: float | None) -> None:
+    a, b = tcp_pair()
+    with a, b:
+        a.settimeout(timeout)
+        with pytest.raises(ValueError, match="non-blocking"):
+            if side == "dst":
+                run(zcopy.acopy(a, b"abc"))
+            else:
+                run(zcopy.acopy(bytearray(), a))
+
+
+def test_strict_mode_in_acopy() -> None:
+    class JustReader:
+        def read(self, n: int = -1) -> bytes:
+            return b""
+
+    a, b = tcp_pair()
+    with a, b:
+        a.setblocking(False)
+        with pytest.raises(zcopy.FastPathLost):
+            run(zcopy.acopy(a, JustReader(), require_zero_copy=True))
+
+
+@pytest.mark.parametrize("src_kind", ["file", "socket", "bytes"])
+def test_cancellation_mid_transfer(tmp_path: Path, src_kind: str) -> None:
+    big = os.urandom(1 << 20) * 16
+    path = tmp_path / "src"
+    path.write_bytes(big)
+    a, b = tcp_pair()  # b is never read until the copy is cancelled
+    c, feed = tcp_pair()
+    f = open(path, "rb")  # noqa: SIM115
+    feeder = threading.Thread(target=_feed_quietly, args=(feed, big), daemon=True)
+    feeder.start()
+    with a, b, c, feed, f:
+        a.setblocking(False)
+        c.setblocking(False)
+        src: object = {"file": f, "socket": c, "bytes": big}[src_kind]
+        seen = []
+
+        async def main() -> tuple[int, bool]:
+            loop = asyncio.get_running_loop()
+            moving = asyncio.Event()
+
+            def on_bytes(n: int) -> None:
+                seen.append(n)
+                moving.set()
+
+            task = asyncio.create_task(zcopy.acopy(a, zcopy.observe(src, on_bytes)))
+            await asyncio.wait_for(moving.wait(), 30)
+            for _ in range(5):  # let it fill the socket buffers and park on the loop
+                await asyncio.sleep(0)
+            assert not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError) as info:
+                await task
+            left = _registered(loop, a.fileno()) or _registered(loop, c.fileno())
+            assert not loop.remove_writer(a.fileno())
+            assert not loop.remove_reader(c.fileno())
+            return info.value.bytes_copied, left  # type: ignore[attr-defined]
+
+        copied, left_registered = asyncio.run(main())
+        assert not left_registered, "an fd stayed registered on the loop"
+        assert copied > 0
+        assert sum(seen) == copied, "the observers heard exactly what was delivered"
+        if src_kind == "file":
+            assert f.tell() == copied
+        a.shutdown(socket.SHUT_WR)
+        got = Drain(b).result(30)
+        assert len(got) == copied, "the peer receives exactly bytes_copied"
+        assert got == big[:copied]
+        c.close()
+        feeder.join(30)
+
+
+def _feed_quietly(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

@@ -1,0 +1,213 @@
+"""zcopy bench: a real --quick run end to end (subprocesses, sockets, strace), and pure parts."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zcopy.tools.bench import data, options, report, strace_pass
+from zcopy.tools.bench.measure import GIB, Cpu, figures, median, parse_stat, spread
+from zcopy.tools.bench.modes import MODES
+from zcopy.tools.bench.procs import bench_processes
+from zcopy.tools.bench.server import FAULT_ENV
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+REQUIRED = ("cpu_user_s", "cpu_sys_s", "cpu_ms_per_gib", "mib_per_cpu_s", "wall_mib_s",
+            "bytes_verified", "syscalls")
+
+
+def bench(out: Path, *extra: str, env: dict[str, str] | None = None,
+          one_cpu: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``zcopy bench`` as a user would, in a child process, with a hard timeout."""
+    def pin() -> None:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+    return subprocess.run(
+        [sys.executable, "-m", "zcopy.cli", "bench", "--out", str(out), *extra],
+        capture_output=True, text=True, timeout=180,
+        env=dict(os.environ, PYTHONPATH=str(SRC), **(env or {})),
+        preexec_fn=pin if one_cpu else None,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str],
+                                                             dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("bench") / "out"
+    proc = bench(out, "--quick")
+    doc = json.loads((out / "results.json").read_text())
+    return proc, doc, out
+
+
+def counts(doc: dict[str, Any], mode: str) -> tuple[dict[str, int | None], int]:
+    entry = doc["modes"][mode]
+    if entry["syscalls"] is None:
+        pytest.skip(f"no strace pass ran: {doc['notes']}")
+    return strace_pass.columns(entry["syscalls"]), entry["file_reads"]
+
+
+def test_quick_run_verifies_every_available_mode(quick: Any) -> None:
+    proc, doc, _ = quick
+    assert proc.returncode == 0, proc.stderr
+    assert doc["complete"] is True and not doc["failed"]
+    assert set(doc["modes"]) | set(doc["skipped"]) == set(MODES)
+    assert {"raw", "wrapped", "limit", "observed", "stdlib", "naive", "mmap"} <= set(doc["modes"])
+    for mode, entry in doc["modes"].items():
+        assert all(k in entry for k in REQUIRED), mode
+        assert entry["bytes_verified"] is True, mode
+        assert entry["bytes_per_repeat"] == doc["parameters"]["size"] * 2, mode
+    for key in ("size", "transfers", "repeat", "modes"):
+        assert key in doc["parameters"]
+    assert {"cpu", "cpus", "kernel", "python", "pinned"} <= set(doc["machine"])
+    assert "server_cpu_softirq_s" in doc["modes"]["raw"]
+    assert "raw" in proc.stdout and "CPU ms/GiB" in proc.stdout  # the table
+
+
+@pytest.mark.parametrize("mode", ["raw", "limit", "observed", "stdlib"])
+def test_sendfile_modes_never_read_the_file(quick: Any, mode: str) -> None:
+    cols, file_reads = counts(quick[1], mode)
+    assert cols["sendfile"] and cols["sendfile"] >= 2  # at least one per transfer
+    assert file_reads == 0
+
+
+@pytest.mark.parametrize("mode", ["wrapped", "naive"])
+def test_userspace_modes_read_and_write(quick: Any, mode: str) -> None:
+    cols, file_reads = counts(quick[1], mode)
+    assert cols["sendfile"] == 0
+    # 2 x 16 MiB through buffers of at most 256 KiB: at least 128 reads of the file.
+    assert file_reads >= 128
+    assert cols["write"] is not None and cols["write"] >= 128
+
+
+def test_mmap_sends_from_memory_without_read_calls(quick: Any) -> None:
+    # The file's pages arrive by page faults, which strace cannot see: no read, no sendfile.
+    cols, file_reads = counts(quick[1], "mmap")
+    assert cols["sendfile"] == 0 and file_reads == 0
+    assert cols["write"] is not None and cols["write"] >= 2
+
+
+def test_proxy_modes_splice_or_copy(quick: Any) -> None:
+    doc = quick[1]
+    if "proxy-splice" in doc["skipped"]:
+        pytest.skip(doc["skipped"]["proxy-splice"])
+    splice, _ = counts(doc, "proxy-splice")
+    copy, _ = counts(doc, "proxy-copy")
+    assert splice["splice"] and splice["splice"] > 0
+    assert copy["splice"] == 0 and copy["read"] and copy["write"]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert head[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def test_charts_are_pngs(quick: Any) -> None:
+    out = quick[2]
+    for name in ("cpu_ms_per_gib.png", "mib_per_cpu_s.png"):
+        width, height = png_size(out / name)
+        assert width >= 400 and height >= 200
+
+
+def test_no_process_left_behind(quick: Any) -> None:
+    assert bench_processes(quick[1]["parameters"]["run_id"]) == []
+
+
+def test_server_crash_is_reported_and_cleaned_up(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = bench(out, "--quick", "--modes", "raw,wrapped,naive", "--no-strace",
+                 env={FAULT_ENV: "wrapped:1"}, one_cpu=True)
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert "crashed" in doc["failed"]["wrapped"] and "1 of 2" in doc["failed"]["wrapped"]
+    assert "crashed" in proc.stderr
+    # The modes before and after it kept their results.
+    assert doc["modes"]["raw"]["bytes_verified"] and doc["modes"]["naive"]["bytes_verified"]
+    # One usable CPU: said, not pinned.
+    assert doc["machine"]["pinned"] is False
+    assert any("one CPU" in n for n in doc["notes"])
+    assert doc["modes"]["raw"]["syscalls"] is None
+    assert bench_processes(doc["parameters"]["run_id"]) == []
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    proc = bench(tmp_path / "out", "--quick", "--file", str(tmp_path / "nope.bin"))
+    assert proc.returncode == 2
+    assert "not a regular file" in proc.stderr
+
+
+def test_bad_mode_is_refused(tmp_path: Path) -> None:
+    proc = bench(tmp_path / "out", "--modes", "raw,bogus")
+    assert proc.returncode == 2 and "unknown mode(s) bogus" in proc.stderr
+
+
+# Pure parts
+
+
+def test_no_space_is_refused_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(data.DataError, match="not enough space"):
+        data.generate(tmp_path, data.free_bytes(tmp_path) + GIB)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_median_and_spread() -> None:
+    assert median([5.0, 1.0, 3.0, None]) == 3.0
+    assert median([1.0, 2.0]) == 1.5
+    assert spread([9.0, 10.0, 12.0]) == {"min": 9.0, "max": 12.0, "rel": 0.3}
+    assert spread([]) is None
+
+
+def test_figures_in_the_seeds_units() -> None:
+    # The seed's raw row: 0.27 s for 10 x 512 MiB is ~54 ms per GiB.
+    f = figures(Cpu(0.02, 0.25), 10 * 512 << 20, 3.2)
+    assert round(f.cpu_ms_per_gib) == 54
+    assert f.mib_per_cpu_s is not None and round(f.mib_per_cpu_s) == 18963
+    assert figures(Cpu(0, 0), 1, 0).mib_per_cpu_s is None
+
+
+def test_parse_stat_survives_odd_command_names() -> None:
+    text = "77 (py (x) y) S 1 77 77 0 -1 4194560 100 0 0 0 250 75 3 4 20 0 1 0"
+    assert parse_stat(text, tick=100) == Cpu(2.5, 0.75)
+
+
+def test_results_schema_and_table(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    results = report.Results(path, {"size": 1 << 20, "transfers": 2, "repeat": 2}, {"cpu": "x"})
+    results.add_run("raw", figures(Cpu(0.0, 0.05), GIB, 1.0))
+    results.add_run("raw", figures(Cpu(0.0, 0.07), GIB, 1.0))
+    on_disk = json.loads(path.read_text())  # written as it goes
+    assert on_disk["complete"] is False and round(on_disk["modes"]["raw"]["cpu_ms_per_gib"]) == 60
+    results.add_run("wrapped", figures(Cpu(0.1, 0.08), GIB, 1.0))
+    results.add_trace("wrapped", {"read": 4, "write": 5, "sendto": 1}, 4)
+    results.fail("naive", "naive: the server crashed")
+    results.finish()
+    doc = json.loads(path.read_text())
+    assert doc["complete"] is True and doc["failed"] == {"naive": "naive: the server crashed"}
+    wrapped = doc["modes"]["wrapped"]
+    assert all(k in wrapped for k in REQUIRED)
+    assert wrapped["syscalls"] == {"read": 4, "write": 5, "sendto": 1}
+    assert round(wrapped["x_raw"], 1) == 3.0
+    assert doc["modes"]["raw"]["spread"]["cpu_ms_per_gib"]["min"] == pytest.approx(50.0)
+    table = report.markdown_table(doc).splitlines()
+    assert table[0].startswith("| mode | user s | sys s | CPU ms/GiB | x raw")
+    assert table[3].split("|")[-5:-1] == [" 0 ", " 0 ", " 4 ", " 6 "]
+    assert table[2].split("|")[-5:-1] == [" - ", " - ", " - ", " - "]
+
+
+def test_options() -> None:
+    assert options.parse_size("512M") == 512 << 20
+    with pytest.raises(ValueError):
+        options.parse_size("lots")
+    with pytest.raises(ValueError, match="unknown mode"):
+        options.parse_modes("raw,fast")
+    s = options.Settings(size=1, transfers=10, modes=("raw",))
+    assert s.strace_transfers == 5

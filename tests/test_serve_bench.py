@@ -1,0 +1,111 @@
+"""benchmarks/serve_bench.py --quick end to end: it runs, and its JSON has the promised shape.
+
+No figure is judged here (speed belongs to the benchmark itself); what is checked is that
+every measurement ran against the servers present, and the outside facts the harness
+collects: strace saw every body byte go by sendfile and no read of the file.
+Peers that are missing (nginx, wrk, aiohttp, uvicorn) are skipped by the harness itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zcopy.tools import strace
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_bench.py"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("serve-bench")
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, f"failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert (out / "serve_bench.md").read_text().strip()
+    result: dict[str, Any] = json.loads((out / "serve_bench.json").read_text())
+    result["_stdout"] = proc.stdout
+    return result
+
+
+def names(section: dict[str, Any]) -> list[str]:
+    return [r["name"] for r in section["rows"]]
+
+
+def test_header_and_machine(quick: dict[str, Any]) -> None:
+    assert quick["schema"] == "zcopy-serve-bench/1"
+    assert quick["quick"] is True
+    m = quick["machine"]
+    for key in ("kernel", "cpu_model", "cpus", "python", "packages", "loadavg_start"):
+        assert key in m
+    served = [s["name"] for s in quick["servers"]]
+    assert served[0] == "zcopy serve"
+    assert "http.server" in served  # stdlib: always there
+    for skipped in quick["skipped"]:
+        assert "not installed" in skipped and skipped.split(":")[0] not in served
+        assert f"SKIP {skipped}" in quick["_stdout"]
+
+
+def test_cpu_rows(quick: dict[str, Any]) -> None:
+    cpu = quick["cpu"]
+    assert names(cpu) == [s["name"] for s in quick["servers"]]
+    for r in cpu["rows"]:
+        assert len(r["runs"]) == cpu["repeats"] == len(r["sched_runs"])
+        assert all(x >= 0 for x in r["runs"]) and r["gib_per_s"] > 0
+        assert r["sched_s_per_gib"] > 0 or r["name"] == "http.server"
+        if "nginx" in names(cpu):
+            assert "ratio_to_nginx" in r and "sched_ratio_to_nginx_spread" in r
+        else:
+            assert r["ratio_to_nginx"] is None
+
+
+def test_rps_rows(quick: dict[str, Any]) -> None:
+    rps = quick["rps"]
+    if shutil.which("wrk") is None:
+        assert rps == {"skipped": "wrk not installed"}
+        return
+    # http.server closes every connection (HTTP/1.0): not in the keep-alive test.
+    assert names(rps) == [s["name"] for s in quick["servers"] if s["name"] != "http.server"]
+    for r in rps["rows"]:
+        assert r["rps"] > 0 and len(r["runs"]) == rps["repeats"]
+        assert r["errors"] == 0, r
+        assert 0 < r["server_cpu_util"] <= 1.5
+        assert r["zcopy_over_this"] > 0
+    zrow = next(r for r in rps["rows"] if r["name"] == "zcopy serve")
+    assert zrow["zcopy_over_this"] == 1.0
+
+
+def test_rss_rows(quick: dict[str, Any]) -> None:
+    rss = quick["rss"]
+    assert "zcopy serve" in names(rss)
+    for r in rss["rows"]:
+        # Every client got a 200 and body bytes, and the server still answers afterwards.
+        assert r["responses_started"] == r["clients_connected"] == rss["clients"], r
+        assert r["receiving_body"] == rss["clients"], r
+        assert r["answers_after"] is True
+        assert 0 < r["baseline_mib"] <= r["peak_rss_mib"]
+
+
+def test_strace_proves_sendfile(quick: dict[str, Any]) -> None:
+    if not strace.available():
+        assert quick["strace"]["zcopy serve"]["skipped"]
+        pytest.skip("strace is missing or not permitted here")
+    assert quick["strace"].keys() == {s["name"] for s in quick["servers"]}
+    for name, r in quick["strace"].items():
+        assert r["bodies_ok"], (name, r)
+        assert r["non_sendfile_tcp_bytes"] >= 0 and r["syscalls"], (name, r)
+        if name in ("zcopy serve", "nginx"):
+            assert r["file_reads"] == 0, (name, r)
+            assert r["sendfile_bytes"] == r["body_bytes_expected"], (name, r)
+            assert r["range_sendfile_from_offset"], (name, r)
+            assert r["non_sendfile_tcp_bytes"] < 4096  # response heads only
+    targets = {t["target"]: t for t in quick["targets"]}
+    assert targets["strace: all body bytes by sendfile, no reads of the file"]["met"] is True

@@ -1,0 +1,136 @@
+"""zcopy.stats(): per-route counters, fallback reasons, reset, and thread safety."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import Drain, tcp_pair
+
+import zcopy
+
+pytestmark = pytest.mark.filterwarnings("ignore::zcopy.FastPathWarning")
+
+DATA = os.urandom(100_000)
+
+
+@pytest.fixture(autouse=True)
+def _clean(no_fd_leak: None) -> None:
+    zcopy.reset_stats()
+
+
+class JustReader:
+    def __init__(self, data: bytes) -> None:
+        self.f = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self.f.read(n)
+
+
+def test_counters_per_route(tmp_path: Path) -> None:
+    path = tmp_path / "src"
+    path.write_bytes(DATA)
+    a, b = tcp_pair()
+    with a, b, open(path, "rb") as f, open(tmp_path / "dst", "wb") as d:
+        drain = Drain(b)
+        assert zcopy.copy(a, f) == len(DATA)  # sendfile
+        f.seek(0)
+        assert zcopy.copy(d, f, 1000) == 1000  # copy_file_range
+        assert zcopy.copy(a, DATA, 500) == 500  # write
+        assert zcopy.copy(a, JustReader(DATA)) == len(DATA)  # user space
+        c, e = tcp_pair()
+        with c, e:
+            e.sendall(DATA[:777])
+            e.shutdown(socket.SHUT_WR)
+            assert zcopy.copy(a, c) == 777  # splice
+        a.shutdown(socket.SHUT_WR)
+        assert len(drain.result(30)) == 2 * len(DATA) + 500 + 777
+    s = zcopy.stats()
+    assert {k: (v.calls, v.bytes) for k, v in s.routes.items()} == {
+        "sendfile": (1, len(DATA)),
+        "copy_file_range": (1, 1000),
+        "write": (1, 500),
+        "userspace": (1, len(DATA)),
+        "splice": (1, 777),
+    }
+    assert all(v.syscalls >= 1 for v in s.routes.values())
+    assert s.zero_copy_bytes == len(DATA) + 1000 + 777
+    assert s.fallbacks == {"src-opaque": 1}
+    assert "JustReader" in s.fallback_examples["src-opaque"]
+    d2 = s.as_dict()
+    assert d2["fallbacks"] == {"src-opaque": 1}
+    assert d2["routes"]["write"] == {"calls": 1, "bytes": 500, "syscalls": 1}  # type: ignore[index]
+
+
+def test_fallback_reasons_counted() -> None:
+    for _ in range(3):
+        zcopy.copy(io.BytesIO(), JustReader(b"abc"))
+    r, w = os.pipe()
+    try:
+        drain = Drain(r)
+        with open("/proc/self/status", "rb") as f:
+            zcopy.copy(w, f)  # sendfile refused at the first call
+        os.close(w)
+        assert drain.result(30).startswith(b"Name:")
+    finally:
+        os.close(r)
+    s = zcopy.stats()
+    assert s.fallbacks["src-opaque"] == 3
+    assert s.fallbacks["sendfile-refused"] == 1
+    assert s.routes["userspace"].calls == 4
+
+
+def test_reset() -> None:
+    zcopy.copy(io.BytesIO(), JustReader(b"abc"))
+    assert zcopy.stats().routes
+    zcopy.reset_stats()
+    s = zcopy.stats()
+    assert s.routes == {} and s.fallbacks == {} and s.fallback_examples == {}
+
+
+def test_failed_copy_still_counts_its_bytes() -> None:
+    a, b = tcp_pair()
+    with a, b:
+        a.settimeout(0.2)  # nobody reads b
+        with pytest.raises(TimeoutError) as info:
+            zcopy.copy(a, os.urandom(1 << 20) * 32)
+    copied = info.value.bytes_copied  # type: ignore[attr-defined]
+    assert copied > 0
+    assert zcopy.stats().routes["write"].bytes == copied
+
+
+def test_thread_safety() -> None:
+    threads, rounds = 8, 25
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def work(i: int) -> None:
+        try:
+            start.wait(10)
+            for _ in range(rounds):
+                zcopy.copy(io.BytesIO(), DATA[: 1000 + i])
+                zcopy.copy(io.BytesIO(), JustReader(DATA[:10]))
+                x, y = socket.socketpair()
+                with x, y:
+                    y.sendall(DATA[:100])
+                    y.shutdown(socket.SHUT_WR)
+                    zcopy.copy(io.BytesIO(), x)
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(60)
+    assert not errors
+    s = zcopy.stats()
+    assert s.routes["write"].calls == threads * rounds
+    assert s.routes["write"].bytes == rounds * sum(1000 + i for i in range(threads))
+    assert s.routes["userspace"].calls == 2 * threads * rounds
+    assert s.routes["userspace"].bytes == threads * rounds * 110
+    assert s.fallbacks == {"src-opaque": threads * rounds, "dst-opaque": threads * rounds}
