@@ -54,7 +54,7 @@ VARIANTS: list[tuple[str, str, int | None]] = [
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=parse_size, default=512 * MIB, help="file size (512M)")
-    p.add_argument("--transfers", type=int, default=4, help="transfers per variant and repeat")
+    p.add_argument("--transfers", type=int, default=6, help="transfers per variant and repeat")
     p.add_argument("--repeat", type=int, default=3, help="repeats; the median is reported")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args()

@@ -124,8 +124,9 @@ def test_no_process_left_behind(quick: Any) -> None:
 
 def test_server_crash_is_reported_and_cleaned_up(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = bench(out, "--quick", "--modes", "raw,wrapped,naive", "--no-strace",
-                 env={FAULT_ENV: "wrapped:1"}, one_cpu=True)
+    # Also: one usable CPU, and no strace on PATH (the children run by absolute path).
+    proc = bench(out, "--quick", "--modes", "raw,wrapped,naive",
+                 env={FAULT_ENV: "wrapped:1", "PATH": str(tmp_path)}, one_cpu=True)
     assert proc.returncode == 1, proc.stderr
     doc = json.loads((out / "results.json").read_text())
     assert "crashed" in doc["failed"]["wrapped"] and "1 of 2" in doc["failed"]["wrapped"]
@@ -136,6 +137,7 @@ def test_server_crash_is_reported_and_cleaned_up(tmp_path: Path) -> None:
     assert doc["machine"]["pinned"] is False
     assert any("one CPU" in n for n in doc["notes"])
     assert doc["modes"]["raw"]["syscalls"] is None
+    assert any("strace is missing" in n for n in doc["notes"])
     assert bench_processes(doc["parameters"]["run_id"]) == []
 
 

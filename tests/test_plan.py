@@ -237,3 +237,18 @@ def test_fast_path_warning_carries_the_reason() -> None:
         "and does not implement the zcopy protocol (__zcopy__)"
     ]
     assert log[0].filename == __file__, "the warning points at the caller"
+
+
+def test_tls_socket_is_user_space(src_file: Path) -> None:
+    """No kTLS: a TLS socket's bytes are encrypted in user space (no handshake needed to say so)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    raw = socket.socket()
+    tls = ctx.wrap_socket(raw, do_handshake_on_connect=False, server_hostname="localhost")
+    with tls, open(src_file, "rb") as f:
+        plan = zcopy.explain(tls, f)
+        assert plan.route is Route.USERSPACE
+        assert "TLS socket" in str(plan)
+        with pytest.raises(zcopy.FastPathLost):
+            zcopy.copy(tls, f, require_zero_copy=True)

@@ -276,3 +276,15 @@ def test_blocking_socket_is_refused(chain):
     x, _a, b, _y = chain
     with pytest.raises(ValueError, match="non-blocking"):
         _run(zcopy.relay(x, b))
+
+
+def test_strict_mode_refuses_no_splice(chain, monkeypatch):
+    x, a, b, y = chain
+    monkeypatch.setenv(zcopy.STRICT_ENV, "1")
+    with pytest.raises(zcopy.FastPathLost, match="splice turned off"):
+        _run(zcopy.relay(a, b, splice=False))
+    x.sendall(b"still strict-ok")
+    x.shutdown(socket.SHUT_WR)
+    y.shutdown(socket.SHUT_WR)
+    assert _run(zcopy.relay(a, b)) == (15, 0)
+    assert y.recv(100) == b"still strict-ok"

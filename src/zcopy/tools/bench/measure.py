@@ -49,6 +49,25 @@ def parse_stat(text: str, tick: int = TICK) -> Cpu:
     return Cpu(int(fields[11]) / tick, int(fields[12]) / tick)
 
 
+def parse_faults(text: str) -> int:
+    """Page faults (minor + major) from the text of ``/proc/PID/stat``.
+
+    An mmap sender reads the file by faulting its pages in, which strace cannot
+    see; this count can.
+
+    >>> parse_faults("42 (a b) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20")
+    16
+    """
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[7]) + int(fields[9])  # minflt (field 10), majflt (field 12)
+
+
+def faults_of(pid: int) -> int:
+    """Page faults a live process has taken so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        return parse_faults(f.read())
+
+
 def cpu_of(pid: int) -> Cpu:
     """The CPU a live process has used so far, as the kernel accounts it."""
     with open(f"/proc/{pid}/stat") as f:
@@ -62,7 +81,7 @@ def parse_softirq(proc_stat: str, cpu: int, tick: int = TICK) -> float:
     without ``CONFIG_IRQ_TIME_ACCOUNTING`` the kernel charges it to whatever
     task was running there, i.e. to the server's sys time. This says how much.
 
-    >>> parse_softirq("cpu  1 2 3 4 5 6 7\ncpu0 1 0 2 3 0 0 250 0 0 0\n", 0, tick=100)
+    >>> parse_softirq("cpu  1 2 3 4 5 6 7\\ncpu0 1 0 2 3 0 0 250 0 0 0\\n", 0, tick=100)
     2.5
     """
     prefix = f"cpu{cpu} "
@@ -89,9 +108,11 @@ class Figures:
     wall_mib_s: float | None
     bytes: int
     softirq_s: float | None = None  # softirq on the server's CPU during the pass (pinned only)
+    page_faults: int | None = None
 
 
-def figures(cpu: Cpu, moved: int, wall_s: float, softirq_s: float | None = None) -> Figures:
+def figures(cpu: Cpu, moved: int, wall_s: float, softirq_s: float | None = None,
+            page_faults: int | None = None) -> Figures:
     """CPU per GiB, payload per CPU-second and wall throughput from one pass.
 
     >>> f = figures(Cpu(0.1, 0.4), 10 * GIB, 5.0)
@@ -107,6 +128,7 @@ def figures(cpu: Cpu, moved: int, wall_s: float, softirq_s: float | None = None)
         wall_mib_s=(moved / MIB) / wall_s if wall_s > 0 else None,
         bytes=moved,
         softirq_s=softirq_s,
+        page_faults=page_faults,
     )
 
 
@@ -134,7 +156,7 @@ def spread(values: Sequence[float | None]) -> dict[str, float] | None:
     mid = statistics.median(present)
     lo, hi = min(present), max(present)
     rel = (hi - lo) / mid if mid else 0.0
-    return {"min": lo, "max": hi, "rel": round(rel, 4)}
+    return {"min": round(lo, 4), "max": round(hi, 4), "rel": round(rel, 4)}
 
 
 def ratio(value: float | None, base: float | None) -> float | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import strace_pass
-from .measure import Cpu, Figures, cpu_of, figures, softirq_of
+from .measure import Cpu, Figures, cpu_of, faults_of, figures, softirq_of
 from .modes import EXTRA_MODES, MODES
 from .procs import Child, ChildFailed, Children
 
@@ -51,6 +51,7 @@ class PassResult:
     wall_s: float = 0.0
     cpu: Cpu | None = None
     softirq_s: float | None = None
+    page_faults: int | None = None
     syscalls: dict[str, int] | None = None
     file_reads: int | None = None
     error: str | None = None
@@ -60,7 +61,7 @@ class PassResult:
         """The seed's figures for this pass (``None`` unless it finished and was measured)."""
         if self.error is not None or self.cpu is None:
             return None
-        return figures(self.cpu, self.moved, self.wall_s, self.softirq_s)
+        return figures(self.cpu, self.moved, self.wall_s, self.softirq_s, self.page_faults)
 
 
 def server_argv(spec: PassSpec, mode: str | None = None) -> list[str]:
@@ -136,6 +137,7 @@ def run_pass(
             if flamegraph is not None:
                 profiler = _start_profiler(kids, measured.pid, flamegraph)
             before = cpu_of(measured.pid)
+            faults_before = faults_of(measured.pid)
             irq_before = softirq_of(SERVER_CPU) if spec.pin else None
             _run_client(kids, spec, port, result, on_transfer)
             if measured.name == "server":
@@ -143,6 +145,7 @@ def run_pass(
             else:
                 time.sleep(0.2)  # the proxy closes its two sockets after the client's EOF
             result.cpu = cpu_of(measured.pid) - before
+            result.page_faults = faults_of(measured.pid) - faults_before
             if irq_before is not None:
                 result.softirq_s = softirq_of(SERVER_CPU) - irq_before
             if tracer is not None and out is not None:

@@ -31,6 +31,15 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 COUNTS = ("sendfile", "splice", "read", "write")
 
 
+def _r(value: float | None) -> float | None:
+    """Four decimals: the ticks behind these figures are 10 ms; more digits would be noise.
+
+    >>> _r(0.039999999999999994), _r(None)
+    (0.04, None)
+    """
+    return None if value is None else round(value, 4)
+
+
 def mode_entry(
     runs: Sequence[Figures],
     verified: bool,
@@ -45,7 +54,7 @@ def mode_entry(
     (300, True, None)
     """
     def med(key: str) -> float | None:
-        return median([getattr(r, key) for r in runs])
+        return _r(median([getattr(r, key) for r in runs]))
 
     return {
         "cpu_user_s": med("cpu_user_s"),
@@ -54,6 +63,7 @@ def mode_entry(
         "mib_per_cpu_s": med("mib_per_cpu_s"),
         "wall_mib_s": med("wall_mib_s"),
         "server_cpu_softirq_s": med("softirq_s"),
+        "page_faults": med("page_faults"),
         "bytes_verified": verified,
         "syscalls": syscalls,
         "file_reads": file_reads,
@@ -64,9 +74,10 @@ def mode_entry(
             for key in ("cpu_ms_per_gib", "mib_per_cpu_s", "wall_mib_s")
         },
         "runs": [
-            {"cpu_user_s": r.cpu_user_s, "cpu_sys_s": r.cpu_sys_s,
-             "cpu_ms_per_gib": r.cpu_ms_per_gib, "wall_mib_s": r.wall_mib_s, "bytes": r.bytes,
-             "server_cpu_softirq_s": r.softirq_s}
+            {"cpu_user_s": _r(r.cpu_user_s), "cpu_sys_s": _r(r.cpu_sys_s),
+             "cpu_ms_per_gib": _r(r.cpu_ms_per_gib), "wall_mib_s": _r(r.wall_mib_s),
+             "bytes": r.bytes, "server_cpu_softirq_s": _r(r.softirq_s),
+             "page_faults": r.page_faults}
             for r in runs
         ],
     }
@@ -81,7 +92,7 @@ def add_x_raw(modes: dict[str, dict[str, Any]]) -> None:
     """
     base = modes.get("raw", {}).get("cpu_ms_per_gib")
     for entry in modes.values():
-        entry["x_raw"] = ratio(entry.get("cpu_ms_per_gib"), base)
+        entry["x_raw"] = _r(ratio(entry.get("cpu_ms_per_gib"), base))
 
 
 class Results:
