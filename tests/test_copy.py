@@ -523,3 +523,23 @@ def test_count_and_position_hypothesis(blob_path: Path, start: int, count: int |
         assert f.tell() == start + len(want)
         a.shutdown(socket.SHUT_WR)
         assert drain.result(30) == want
+
+
+@pytest.mark.parametrize("src_kind", ["file", "bytes", "tcp", "pipe", "read-only"])
+@pytest.mark.parametrize("dst_kind", ["raw-fd", "fileio"])
+def test_file_sink_position_advances(tmp_path: Path, src_kind: str, dst_kind: str) -> None:
+    """Whatever the route, the sink file's own position ends after the bytes written."""
+    src = make_source(src_kind, tmp_path)
+    path = tmp_path / "dst.bin"
+    path.write_bytes(b"0123456789")
+    fd = os.open(path, os.O_WRONLY)
+    os.lseek(fd, 4, os.SEEK_SET)
+    dst: object = fd if dst_kind == "raw-fd" else io.FileIO(fd, "w", closefd=False)
+    try:
+        with ends(src, Sink(dst, lambda: b"")):
+            n = zcopy.copy(dst, src.obj, 1000)
+        assert n == 1000
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 1004
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"0123" + src.data[:1000]

@@ -79,7 +79,11 @@ def weak_match(header: str, etag: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Validators:
-    """The validators of the selected representation: its ETag and mtime (whole seconds)."""
+    """The validators of the selected representation: its ETag and mtime (whole seconds).
+
+    >>> Validators('"1-2"', 0).etag
+    '"1-2"'
+    """
 
     etag: str
     mtime: int

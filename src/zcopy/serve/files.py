@@ -85,7 +85,13 @@ def open_under(root: str, path: str, follow_symlinks: bool) -> tuple[int, os.sta
 
 @dataclass(slots=True)
 class Meta:
-    """What a response says about one file (or one sidecar of it)."""
+    """What a response says about one file (or one sidecar of it).
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(suffix=".css") as f:
+    ...     MetaCache().get(f.name, os.fstat(f.fileno()), "", 0.0, sidecars=False).fields[:23]
+    b'Content-Type: text/css;'
+    """
 
     ident: tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
     expires: float
@@ -186,6 +192,11 @@ class Handle:
 
     ``file`` is a ``FileIO`` over the fd (it does not own it): zcopy resolves
     a FileIO with one fstat, a raw fd with an fstat and an fcntl.
+
+    >>> h = Handle(os.open("/dev/null", os.O_RDONLY), 0.0, regular=False)
+    >>> h.file is None, h.refs
+    (True, 1)
+    >>> os.close(h.fd)
     """
 
     __slots__ = ("expires", "fd", "file", "refs")

@@ -11,7 +11,11 @@ from urllib.parse import quote
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One listed name: directories get a trailing slash in the link."""
+    """One listed name: directories get a trailing slash in the link.
+
+    >>> Entry("docs", True, 0, 0.0).is_dir
+    True
+    """
 
     name: str
     is_dir: bool

@@ -5,7 +5,8 @@ Everything protocol-shaped is decided by the sans-IO modules (``parser``,
 module only moves bytes. A response head leaves with ``MSG_MORE`` when a body
 follows, so head and body share packets; the body (each part of a multi-range
 body, too) goes through ``zcopy.acopy(sock, zcopy.section(fd, offset, length))``,
-i.e. sendfile. Its last call carries no MORE flag, so nothing stays corked.
+i.e. sendfile. Its last call carries no MORE flag, and a long body's TCP_CORK is
+lifted right after its last byte, so nothing stays corked.
 """
 
 from __future__ import annotations
@@ -25,29 +26,29 @@ import zcopy
 
 from . import headers, listing, multipart
 from .conditional import evaluate, if_range_allows
+from .conn import BUSY, HEAD, IDLE, Conn
 from .files import Meta, MetaCache, OpenFiles, Refused, sidecar_path
 from .log import AccessLog, error
-from .parser import Request, RequestReader
+from .parser import Request
 from .paths import BadTarget, Target, parse_target
 from .ranges import ByteRange, plan_ranges
 
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _TCP_CORK = getattr(socket, "TCP_CORK", 3)
 CORK_MIN = 256 * 1024  # bodies at least this long are sent corked
-RECV_SIZE = 64 * 1024
 LINGER = 2.0  # seconds to drain a client after an error response before closing
 MAX_LINGER_BYTES = 1 << 20
 STATS_PATH = ("_zcopy", "stats")
 
-# Connection states, for the sweeper that enforces the timeouts.
-HEAD = 0  # waiting for (the rest of) a request head
-IDLE = 1  # keep-alive, between requests
-BUSY = 2  # responding
 
 
 @dataclass(slots=True)
 class Config:
-    """What ``zcopy serve`` was asked to do."""
+    """What ``zcopy serve`` was asked to do.
+
+    >>> Config("/srv/www", listing=False).send_timeout
+    30.0
+    """
 
     root: str
     listing: bool = True
@@ -63,89 +64,17 @@ class Config:
     access_log: str | None = None
 
 
-class Conn:
-    """One client connection: its socket, observed sink, and timeout bookkeeping."""
-
-    __slots__ = (
-        "deadline",
-        "fd",
-        "host",
-        "loop",
-        "out",
-        "reader",
-        "reading",
-        "seen",
-        "sent",
-        "sock",
-        "state",
-        "task",
-        "timed_out",
-        "waiter",
-    )
-
-    def __init__(self, sock: socket.socket, host: str, loop: asyncio.AbstractEventLoop) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.loop = loop
-        self.reading = False  # our reader callback is registered with the loop
-        self.waiter: asyncio.Future[None] | None = None
-        self.host = host
-        self.reader = RequestReader()
-        self.sent = 0  # body bytes, as the fast path reported them
-        self.seen = 0  # ``sent`` at the sweeper's last look
-        self.state = HEAD
-        self.deadline = 0.0
-        self.timed_out = ""
-        self.task: asyncio.Task[None] | None = None
-        # Every body byte is counted by the copy itself, chunk by chunk.
-        self.out = zcopy.observe(sock, self._count)
-
-    def _count(self, n: int) -> None:
-        self.sent += n
-
-    def _readable(self) -> None:
-        waiter = self.waiter
-        if waiter is None:
-            # Data came while we were busy answering: stop watching until we ask again.
-            self.loop.remove_reader(self.fd)
-            self.reading = False
-        elif not waiter.done():
-            waiter.set_result(None)
-
-    async def recv(self) -> bytes:
-        """Receive up to RECV_SIZE bytes (b"" at EOF).
-
-        Unlike ``loop.sock_recv``, the reader stays registered between
-        requests, so a keep-alive connection costs no epoll_ctl per request.
-        """
-        while True:
-            try:
-                return self.sock.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                pass
-            if not self.reading:
-                self.loop.add_reader(self.fd, self._readable)
-                self.reading = True
-            self.waiter = self.loop.create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-
-    def close(self) -> None:
-        """Unregister from the loop, then close the socket."""
-        if self.reading:
-            self.loop.remove_reader(self.fd)
-            self.reading = False
-        self.sock.close()
-
-
 class _Close(Exception):
     """End the connection after this response (a short body, a vanished client)."""
 
 
 class Server:
-    """One process's server: a listening socket and the connections it accepted."""
+    """One process's server: a listening socket and the connections it accepted.
+
+    >>> server = Server(Config("."), listen("127.0.0.1", 0))
+    >>> asyncio.run(server.serve())  # doctest: +SKIP
+    >>> server.listener.close()
+    """
 
     def __init__(
         self,

@@ -86,6 +86,28 @@ def crc_of(path: Path) -> int:
     return crc
 
 
+def mem_available(meminfo: str) -> int | None:
+    """``MemAvailable`` in bytes from the text of ``/proc/meminfo``.
+
+    >>> mem_available("MemTotal: 100 kB\\nMemAvailable:  2048 kB\\n")
+    2097152
+    """
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def fits_in_memory(size: int) -> bool:
+    """Whether a file of ``size`` bytes can stay in the page cache with room to spare."""
+    try:
+        with open("/proc/meminfo") as f:
+            avail = mem_available(f.read())
+    except OSError:
+        return True
+    return avail is None or size < avail * 0.8
+
+
 def warm(path: Path) -> None:
     """Pull the whole file into the page cache."""
     crc_of(path)

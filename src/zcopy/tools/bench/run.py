@@ -25,10 +25,6 @@ from .passes import PassResult, PassSpec, py_spy, run_pass
 from .report import Results, markdown_table, table_rows
 
 
-class Abort(Exception):
-    """The run cannot go on; the message tells the user why (exit status 2)."""
-
-
 def proxy_missing() -> str | None:
     """Why the proxy modes cannot run, or ``None`` when ``zcopy proxy`` is installed."""
     try:
@@ -60,7 +56,7 @@ def execute(settings: Settings) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="zcopy-bench-work-"))
     try:
         return _execute(settings, out, workdir, console)
-    except (Abort, data.DataError) as exc:
+    except data.DataError as exc:
         console.print(f"[bold red]zcopy bench:[/] {exc}")
         return 2
     finally:
@@ -88,6 +84,9 @@ def _execute(settings: Settings, out: Path, workdir: Path, console: Any) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     results = Results(out / "results.json", params, facts)
+    if not data.fits_in_memory(size):
+        results.note("the file is larger than the memory available for the page cache: "
+                     "reads may go to disk, unlike the seed's warm-cache runs")
     if not pin:
         results.note("only one CPU is usable: server and client are not pinned and share it, "
                      "so the figures include their contention")
