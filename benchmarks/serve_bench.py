@@ -68,7 +68,9 @@ GIB = 1 << 30
 MIB = 1 << 20
 TICK = os.sysconf("SC_CLK_TCK")
 LOCK = "/tmp/zcopy-bench.lock"
-SERVER_CPU, CLIENT_CPU = 0, 1
+# The first two CPUs this process may use: the servers' and the load's (CPUs 0 and 1 usually).
+_ALLOWED = sorted(os.sched_getaffinity(0))
+SERVER_CPU, CLIENT_CPU = (_ALLOWED[0], _ALLOWED[1]) if len(_ALLOWED) > 1 else (_ALLOWED[0], -1)
 BIG, SMALL = "big.bin", "small.bin"
 ZCOPY, NGINX, AIOHTTP, STARLETTE, HTTPSERVER = (
     "zcopy serve", "nginx", "aiohttp", "uvicorn+starlette", "http.server")
@@ -357,7 +359,8 @@ def measure_cpu(live: list[Server], size: int, per_rep: int, reps: int) -> dict[
     buf = bytearray(MIB)
     for s in live:  # warm: first-call costs, caches, the file in the page cache
         http_get(s.port, f"/{BIG}", buf)
-    runs: dict[str, list[tuple[float, float, float]]] = {s.name: [] for s in live}
+    # per server, per repeat: (CPU s/GiB, schedstat s/GiB, GiB/s, others' share of the CPU)
+    runs: dict[str, list[tuple[float, float, float, float]]] = {s.name: [] for s in live}
     for i in range(reps):
         for s in rotated(live, i):
             t0, (c0, r0), b0 = time.monotonic(), tree_cpu(s.pid), cpu_busy(SERVER_CPU)
@@ -435,16 +438,17 @@ def measure_rps(live: list[Server], conns: int, seconds: float, reps: int) -> di
     for i in range(reps):
         for s in rotated(ka, i):
             t0, (c0, _), b0 = time.monotonic(), tree_cpu(s.pid), cpu_busy(SERVER_CPU)
-            r = wrk_run(s.port, conns, seconds)
+            one = wrk_run(s.port, conns, seconds)
             c1, _ = tree_cpu(s.pid)
             wall = time.monotonic() - t0
-            r["cpu0_other_util"] = round(max(0.0, cpu_busy(SERVER_CPU) - b0 - (c1 - c0)) / wall, 3)
-            r["server_cpu_util"] = round((c1 - c0) / wall, 3)
-            r["server_cpu_us_per_req"] = round((c1 - c0) / max(1.0, r["rps"] * wall) * 1e6, 2)
-            runs[s.name].append(r)
+            other = max(0.0, cpu_busy(SERVER_CPU) - b0 - (c1 - c0)) / wall
+            one["cpu0_other_util"] = round(other, 3)
+            one["server_cpu_util"] = round((c1 - c0) / wall, 3)
+            one["server_cpu_us_per_req"] = round((c1 - c0) / max(1.0, one["rps"] * wall) * 1e6, 2)
+            runs[s.name].append(one)
         print(f"  rps repeat {i + 1}/{reps}: " + ", ".join(
             f"{n} {r[-1]['rps']:.0f}" for n, r in runs.items()), flush=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for s in ka:
         r = runs[s.name]
         rows.append({
@@ -702,7 +706,18 @@ def machine() -> dict[str, Any]:
         .strip() if wrk else None,
         "packages": {d: _version(d) for d in ("httptools", "aiohttp", "uvicorn", "starlette")},
         "loadavg_start": os.getloadavg(),
+        "zcopy_commit": _git("rev-parse", "--short", "HEAD"),
+        "zcopy_tree_dirty": bool(_git("status", "--porcelain", "--", "src")),
     }
+
+
+def _git(*argv: str) -> str:
+    try:
+        r = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, text=True,
+                           timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return r.stdout.strip() if r.returncode == 0 else ""
 
 
 def make_files(root: Path, size: int) -> None:
@@ -760,7 +775,13 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def table(res: dict[str, Any]) -> str:
-    lines = []
+    m = res["machine"]
+    lines = [f"{res['started_utc']}: {m['cpus']} x {m['cpu_model']}"
+             f"{' (VM)' if m['hypervisor'] else ''}, {m['mem_gib']} GiB, Linux {m['kernel']}, "
+             f"{m['os']}, Python {m['python']}, {m['nginx'] or 'no nginx'}, "
+             f"{m['wrk'] or 'no wrk'}; zcopy {m['zcopy_commit'] or '?'}"
+             f"{' (src modified)' if m['zcopy_tree_dirty'] else ''}"
+             f"; load average at start {m['loadavg_start'][0]:.2f}", ""]
     cpu = res.get("cpu")
     if isinstance(cpu, dict):
         lines += [f"### Server CPU per GiB, {cpu['file_bytes'] >> 20} MiB file "
@@ -866,7 +887,7 @@ def main() -> int:
     rps_reps, duration = args.rps_reps or (1 if q else 3), args.duration or (1.0 if q else 10.0)
     clients, rss_s = args.clients or (20 if q else 200), args.rss_seconds or (1.0 if q else 10.0)
     lock = bench_lock(q)
-    pin = len(os.sched_getaffinity(0)) > 1
+    pin = CLIENT_CPU >= 0
     if pin:
         os.sched_setaffinity(0, {CLIENT_CPU})
     args.out.mkdir(parents=True, exist_ok=True)

@@ -171,3 +171,29 @@ def _feed_quietly(sock: socket.socket, data: bytes) -> None:
         sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+
+
+def test_pipe_to_unix_socket_straight_splice() -> None:
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+
+        def feed() -> None:
+            view = memoryview(DATA * 3)
+            while view:
+                view = view[os.write(w, view) :]
+            os.close(w)
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        drain = Drain(b)
+        try:
+            assert str(zcopy.explain(a, r)).endswith("(straight between them)")
+            assert run(zcopy.acopy(a, r)) == 3 * len(DATA)
+        finally:
+            feeder.join(30)
+            os.close(r)
+        a.shutdown(socket.SHUT_WR)
+        assert sha(drain.result(30)) == sha(DATA * 3)

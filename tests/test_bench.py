@@ -213,3 +213,15 @@ def test_options() -> None:
         options.parse_modes("raw,fast")
     s = options.Settings(size=1, transfers=10, modes=("raw",))
     assert s.strace_transfers == 5
+
+
+def test_flamegraph_of_a_mode(tmp_path: Path) -> None:
+    from zcopy.tools.bench.passes import py_spy
+
+    if py_spy() is None:
+        pytest.skip("py-spy is not installed (pip install -e '.[flamegraph]')")
+    out = tmp_path / "out"
+    proc = bench(out, "--quick", "--modes", "wrapped", "--no-strace", "--flamegraph", "wrapped")
+    assert proc.returncode == 0, proc.stderr
+    svg = (out / "flamegraph-wrapped.svg").read_text()
+    assert "<svg" in svg[:2000] and "zcopy/routes/userspace.py" in svg

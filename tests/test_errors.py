@@ -281,7 +281,7 @@ def _assert_peer_gone(info: pytest.ExceptionInfo[BaseException], limit: int) -> 
 
 @pytest.mark.parametrize("src_kind", ["file", "bytes", "tcp", "read-only"])
 def test_tcp_peer_closes_mid_copy(big_file: Path, src_kind: str) -> None:
-    a, b = tcp_pair()
+    a, b = _slow_pair()  # small buffers: the copy cannot finish early
     with contextlib.ExitStack() as stack:
         stack.enter_context(a)
         if src_kind == "file":
@@ -500,7 +500,7 @@ def test_eintr_is_retried(src_file: Path, src_kind: str, timeout: float | None) 
 
 @pytest.mark.parametrize("src_kind", ["file", "bytes", "tcp"])
 def test_timeout_when_peer_never_reads(big_file: Path, src_kind: str) -> None:
-    a, b = tcp_pair()
+    a, b = _slow_pair()  # small buffers: the copy cannot finish early
     a.settimeout(0.3)
     with contextlib.ExitStack() as stack:
         stack.enter_context(a)
@@ -598,3 +598,19 @@ def test_error_after_bytes_moved_is_not_a_fallback(big_file: Path) -> None:
     finally:
         os.close(w)
     assert zcopy.stats().fallbacks == {}
+
+
+def test_odd_buffers() -> None:
+    import array
+    import mmap
+
+    m = mmap.mmap(-1, 10)
+    m.close()
+    with pytest.raises(ValueError, match="closed"):
+        zcopy.copy(io.BytesIO(), m)
+    with pytest.raises(ValueError, match="contiguous"):
+        zcopy.copy(io.BytesIO(), memoryview(b"abcdef")[::2])
+    out = io.BytesIO()
+    arr = array.array("i", [1, 2])
+    assert zcopy.copy(out, arr) == 2 * arr.itemsize  # bytes, not items
+    assert out.getvalue() == arr.tobytes()

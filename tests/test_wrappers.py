@@ -328,3 +328,22 @@ def test_bad_handoffs() -> None:
         zcopy.Handoff(b"", offset=-1)
     with pytest.raises(TypeError):
         zcopy.Handoff(b"", length=True)
+
+
+def test_section_offset_on_a_sink_is_refused(tmp_path: Path) -> None:
+    """zcopy writes at the sink's own position: an offset there is refused, not ignored."""
+    path = tmp_path / "dst"
+    path.write_bytes(b"." * 20)
+    with open(path, "r+b") as f:
+        with pytest.raises(ValueError, match="sink's own position"):
+            zcopy.copy(zcopy.section(f, 10, 3), b"abcdef")
+        assert f.tell() == 0
+        # A length-only handoff on a sink (below) is a limit, and is honoured.
+        assert zcopy.copy(f, b"abcdef", 3) == 3
+
+        class Capped:
+            def __zcopy__(self) -> zcopy.Handoff:
+                return zcopy.Handoff(f, length=4)
+
+        assert zcopy.copy(Capped(), b"abcdef") == 4
+    assert path.read_bytes() == b"abcabcd" + b"." * 13

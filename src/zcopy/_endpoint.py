@@ -301,6 +301,12 @@ def resolve(obj: object, role: str) -> Endpoint:
     observers: list[Callable[[int], object]] = []
     for handoff in reversed(chain):  # innermost first
         if handoff.offset is not None or handoff.length is not None:
+            if handoff.offset is not None and role == "dst":
+                # The routes write at the sink's own position: an offset would be ignored.
+                raise ValueError(
+                    f"dst: an offset (a section) selects bytes of a source; zcopy writes "
+                    f"at the sink's own position ({ep.label}): seek it instead"
+                )
             if handoff.offset is not None and ep.kind not in (Kind.FILE, Kind.BUFFER):
                 raise ValueError(
                     f"{role}: a section needs a seekable file or a buffer, not {ep.label}"

@@ -17,10 +17,11 @@ class Handoff:
 
     ``target``: the object underneath (a file object, socket, raw fd, buffer,
     or another wrapper; zcopy unwraps recursively).
-    ``offset``: for a seekable target, where the bytes start, counted from the
+    ``offset``: for a seekable source, where the bytes start, counted from the
     target's own start (for a nested wrapper, from that wrapper's start). An
     explicit offset leaves the target's file position untouched. ``None``: the
-    target's current position, which advances by the bytes copied.
+    target's current position, which advances by the bytes copied. A sink is
+    written at its own position: an offset there raises ``ValueError``.
     ``length``: at most this many bytes (``None``: no limit).
     ``on_bytes``: called with the size of every chunk moved through this wrapper.
 

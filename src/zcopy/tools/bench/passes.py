@@ -193,9 +193,10 @@ def _start_profiler(kids: Children, pid: int, svg: Path) -> Child:
     exe = py_spy()
     if exe is None:
         raise ChildFailed("py-spy is not installed: pip install 'zcopy[flamegraph]'")
-    profiler = kids.start("py-spy", [exe, "record", "--pid", str(pid), "--output", str(svg),
+    # argv[0] "py-spy": the SVG's title shows the command line, without this machine's paths.
+    profiler = kids.start("py-spy", ["py-spy", "record", "--pid", str(pid), "--output", str(svg),
                                      "--format", "flamegraph", "--rate", "250", "--native"],
-                          eof_stops=False)
+                          eof_stops=False, executable=exe)
     time.sleep(1.0)  # py-spy has no "attached" signal; give it time to start sampling
     if profiler.proc.poll() is not None:
         raise ChildFailed(f"py-spy could not attach{profiler.status()}{profiler.tail()}")

@@ -35,6 +35,7 @@ class Child:
         env: dict[str, str],
         cpu: int | None,
         eof_stops: bool = True,
+        executable: str | None = None,
     ) -> None:
         self.name = name
         self.eof_stops = eof_stops
@@ -42,7 +43,7 @@ class Child:
         with open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
                 list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                start_new_session=True, env=env,
+                start_new_session=True, env=env, executable=executable,
             )
         self.pid = self.proc.pid
         self._buf = b""
@@ -140,13 +141,16 @@ class Children:
         self._all: list[Child] = []
 
     def start(self, name: str, argv: Sequence[str], cpu: int | None = None,
-              env: dict[str, str] | None = None, eof_stops: bool = True) -> Child:
+              env: dict[str, str] | None = None, eof_stops: bool = True,
+              executable: str | None = None) -> Child:
         """Start ``argv`` as a child named ``name`` (its stderr goes to ``workdir/name.stderr``).
 
         ``eof_stops``: the child exits when its stdin closes (bench servers do; strace and
-        ``zcopy proxy`` get SIGTERM straight away).
+        ``zcopy proxy`` get SIGTERM straight away). ``executable``: run this file with
+        ``argv[0]`` as its name (what it shows of itself, e.g. in a flamegraph's title).
         """
-        child = Child(name, argv, self.workdir, dict(self.env, **(env or {})), cpu, eof_stops)
+        child = Child(name, argv, self.workdir, dict(self.env, **(env or {})), cpu, eof_stops,
+                      executable)
         self._all.append(child)
         return child
 
