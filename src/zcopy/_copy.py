@@ -153,16 +153,22 @@ def _start_offset(ep: Endpoint) -> int | None:
 
 
 def _drain_readahead(t: Transfer) -> Generator[Wait, None, None]:
-    """A buffered non-seekable reader may hold bytes already read from its fd: they go first."""
+    """A buffered non-seekable reader may hold bytes already read from its fd: they go first.
+
+    ``read1(n)`` returns only buffered bytes when any are buffered, else makes
+    one raw read. Asking for the whole buffer size therefore drains the
+    read-ahead in one call; looping would keep copying the stream in user space.
+    """
     reader: Any = t.src.readahead
-    while t.remaining != 0:
-        want = t.want(64 * 1024)
-        # read1 hands out buffered bytes first; a full answer may mean more are buffered.
-        data = reader.read1(want)
-        if data:
-            yield from write_all(t, memoryview(data))
-        if not data or len(data) < want:
-            return
+    data = reader.read1(t.want(_buffer_size(reader)))
+    if data:
+        yield from write_all(t, memoryview(data))
+
+
+def _buffer_size(reader: Any) -> int:
+    # CPython's Buffered* objects report their buffer in __sizeof__ and nowhere else.
+    size = int(reader.__sizeof__()) - type(reader).__basicsize__
+    return size if size > 0 else 1 << 20
 
 
 def _confirm_empty(t: Transfer) -> bool:

@@ -9,12 +9,14 @@ route unless it speaks the ``__zcopy__`` protocol.
 
 from __future__ import annotations
 
+import _socket
 import enum
 import io
 import mmap
 import os
 import socket
 import stat
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,12 +81,19 @@ def _kind_of_fd(fd: int, role: str) -> tuple[Kind, str, os.stat_result]:
     return Kind.DEVICE, f"an fd of mode {oct(stat.S_IFMT(mode))} (fd {fd})", st
 
 
+_FAMILY_NAMES = {
+    int(socket.AF_INET): "TCP",
+    int(socket.AF_INET6): "TCP6",
+    int(getattr(socket, "AF_UNIX", -1)): "Unix stream",
+}
+# The raw int getters: socket.socket's own properties build an enum member on every access.
+_RAW_FAMILY: Any = _socket.socket.family
+_RAW_TYPE: Any = _socket.socket.type
+
+
 def _socket_label(sock: socket.socket) -> str:
-    fam = {
-        socket.AF_INET: "TCP",
-        socket.AF_INET6: "TCP6",
-        getattr(socket, "AF_UNIX", -1): "Unix stream",
-    }.get(sock.family, str(sock.family))
+    family = _RAW_FAMILY.__get__(sock)
+    fam = _FAMILY_NAMES.get(family) or str(socket.AddressFamily(family))
     return f"a {fam} socket (fd {sock.fileno()})"
 
 
@@ -129,19 +138,18 @@ def _from_fd(fd: int, role: str, what: str | None = None, check_access: bool = T
 
 
 def _from_socket(sock: socket.socket, role: str) -> Endpoint:
-    if sock.fileno() < 0:
+    fd = sock.fileno()
+    if fd < 0:
         raise ValueError(f"{role} socket is closed")
     label = _socket_label(sock)
-    ep = Endpoint(role, Kind.SOCKET, label, sock, fd=sock.fileno(), timeout=sock.gettimeout())
-    try:
-        import ssl
-    except ImportError:  # pragma: no cover - Python built without ssl
-        ssl = None  # type: ignore[assignment]
+    ep = Endpoint(role, Kind.SOCKET, label, sock, fd=fd, timeout=sock.gettimeout())
+    # Only a program that imported ssl can hold a TLS socket: no import on the hot path.
+    ssl = sys.modules.get("ssl")
     if ssl is not None and isinstance(sock, ssl.SSLSocket):
         ep.opaque = f"{role} is a TLS socket: its bytes are encrypted in user space (no kTLS)"
         ep.kind = Kind.OBJECT
         ep.fd = -1
-    elif sock.type != socket.SOCK_STREAM:
+    elif _RAW_TYPE.__get__(sock) & 0xF != socket.SOCK_STREAM:  # low bits: SOCK_NONBLOCK etc.
         ep.opaque = f"{role} is not a stream socket ({sock.type!r})"
     return ep
 
@@ -219,7 +227,18 @@ def _is_buffer(obj: object) -> bool:
     return True
 
 
+_PLAIN_TYPES = frozenset({io.FileIO, socket.SocketIO})
+_BUFFERED_TYPES = frozenset({io.BufferedReader, io.BufferedWriter, io.BufferedRandom})
+
+
 def _classify(obj: Any, role: str) -> Endpoint:
+    # Exact-type checks first: the common file objects skip the isinstance chain
+    # (io.TextIOBase is an ABC, and its check alone costs more than an fstat).
+    kind = type(obj)
+    if kind in _PLAIN_TYPES or (kind in _BUFFERED_TYPES and type(obj.raw) in _PLAIN_TYPES):
+        return _from_file_object(obj, role)
+    if kind is socket.socket:
+        return _from_socket(obj, role)
     if isinstance(obj, bool):
         raise TypeError(f"{role} must be a file, socket, fd, buffer or stream, not bool")
     if isinstance(obj, int):
