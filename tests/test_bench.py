@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,40 @@ def test_flamegraph_of_a_mode(tmp_path: Path) -> None:
     if py_spy() is None:
         pytest.skip("py-spy is not installed (pip install -e '.[flamegraph]')")
     out = tmp_path / "out"
-    proc = bench(out, "--quick", "--modes", "wrapped", "--no-strace", "--flamegraph", "wrapped")
+    # Big enough transfers that a 250 Hz sampler cannot miss them.
+    proc = bench(out, "--quick", "--size", "128M", "--modes", "wrapped", "--no-strace",
+                 "--flamegraph", "wrapped")
     assert proc.returncode == 0, proc.stderr
     svg = (out / "flamegraph-wrapped.svg").read_text()
-    assert "<svg" in svg[:2000] and "zcopy/routes/userspace.py" in svg
+    assert "<svg" in svg[:2000] and "(zcopy/routes/userspace.py" in svg
+
+
+def test_sigterm_mid_run_leaves_nothing_behind(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zcopy.cli", "bench", "--out", str(out), "--size", "64M",
+         "--transfers", "1000", "--modes", "naive", "--no-strace"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(SRC)),
+    )
+    results = out / "results.json"
+    try:
+        # Wait until the run is under way: results.json exists and a server is up.
+        deadline = time.monotonic() + 60
+        run_id = None
+        while time.monotonic() < deadline:
+            if results.exists():
+                run_id = json.loads(results.read_text())["parameters"]["run_id"]
+                if bench_processes(run_id):
+                    break
+            time.sleep(0.05)
+        assert run_id and bench_processes(run_id), "the run never started its processes"
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == 143
+    assert "results so far" in err
+    assert json.loads(results.read_text())["complete"] is False
+    assert bench_processes(run_id) == []

@@ -114,6 +114,7 @@ class Results:
         self._runs: dict[str, list[Figures]] = {}
         self._verified: dict[str, bool] = {}
         self._traces: dict[str, tuple[dict[str, int], int]] = {}
+        self.write()  # on disk from the start: a run stopped before its first pass still says so
 
     def note(self, text: str) -> None:
         """Record a remark about the run (pinning off, strace skipped...)."""

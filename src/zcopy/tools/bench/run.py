@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -54,13 +55,23 @@ def execute(settings: Settings) -> int:
         console.print(f"zcopy bench: cannot create --out {out}: {exc.strerror}")
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="zcopy-bench-work-"))
+    # SIGTERM unwinds like Ctrl-C, so every child is ended and the temp file removed.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return _execute(settings, out, workdir, console)
     except data.DataError as exc:
         console.print(f"[bold red]zcopy bench:[/] {exc}")
         return 2
+    except (KeyboardInterrupt, SystemExit):
+        console.print(f"zcopy bench: stopped; the results so far are in {out / 'results.json'}")
+        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _execute(settings: Settings, out: Path, workdir: Path, console: Any) -> int:
