@@ -1,21 +1,18 @@
-"""``python -m zcopy.proxy``: the same as ``zcopy proxy``, without loading the other subcommands."""
+"""``python -m zcopy.proxy``: the same as ``zcopy proxy``."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from . import add_arguments, run
+from ..cli import main as _cli_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` as ``zcopy proxy`` does and run the proxy."""
-    parser = argparse.ArgumentParser(prog="zcopy proxy", description=run.__doc__)
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except KeyboardInterrupt:
-        return 130
+    """Run ``zcopy proxy`` with ``argv`` (default: this process's arguments).
+
+    >>> main(["--help"])  # doctest: +SKIP
+    """
+    return _cli_main(["proxy", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

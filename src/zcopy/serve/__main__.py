@@ -1,24 +1,18 @@
-"""``python -m zcopy.serve [DIR] [options]``: the same as ``zcopy serve``."""
+"""``python -m zcopy.serve``: the same as ``zcopy serve``."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from . import add_arguments, run
+from ..cli import main as _cli_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the arguments and run the server.
+    """Run ``zcopy serve`` with ``argv`` (default: this process's arguments).
 
     >>> main(["--help"])  # doctest: +SKIP
     """
-    parser = argparse.ArgumentParser(prog="zcopy serve", description=__doc__)
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except KeyboardInterrupt:
-        return 130
+    return _cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import re
 from dataclasses import dataclass
 
+from ..._cliargs import from_parser, positive_int
 from .modes import MODES
 
 MIB = 1 << 20
@@ -76,28 +77,9 @@ class Settings:
         return min(self.transfers, STRACE_TRANSFERS)
 
 
-def _size_arg(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 1")
-    return value
-
-
-def _modes_arg(text: str) -> tuple[str, ...]:
-    try:
-        return parse_modes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_size_arg = from_parser(parse_size)
+_positive = positive_int
+_modes_arg = from_parser(parse_modes)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
