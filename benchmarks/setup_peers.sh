@@ -12,9 +12,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=600 update -qq
 apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
     nginx wrk strace >/dev/null
-# The Debian package starts a system nginx on port 80; the benchmark runs its own.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
-if [ -f /run/nginx.pid ]; then kill "$(cat /run/nginx.pid)" 2>/dev/null || true; fi
+# The benchmark runs its own nginx (config, pid file and logs in a temp dir, a free port); a
+# system nginx the package may have started is left alone.
 "$python" -m pip install -q -e "$root[serve,peers,flamegraph]"
 echo "peers ready: $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1);" \
   "$("$python" -c 'import aiohttp, uvicorn, starlette; print("aiohttp", aiohttp.__version__, "uvicorn", uvicorn.__version__, "starlette", starlette.__version__)')"
