@@ -215,11 +215,12 @@ def copy(
     copies what exists and returns it. A socket's timeout bounds each wait for
     it (``TimeoutError``), as ``socket.sendfile`` does: it is a stall timeout,
     not a deadline for the whole copy (a slow but moving peer never trips it).
-    A non-blocking socket is waited on without a limit. EINTR is retried. A peer that goes away mid-copy
-    raises ``BrokenPipeError``/``ConnectionResetError``. Files in ``/proc`` and
-    ``/sys`` (size 0, yet content) have their content copied; a file that
-    shrinks while it is sent stops the copy at its new end (never padded). An
-    ``O_APPEND`` sink takes the user-space route, since the kernel's refuse it.
+    A non-blocking socket is waited on without a limit. EINTR is retried. A
+    peer that goes away mid-copy raises ``BrokenPipeError`` or
+    ``ConnectionResetError``. Files in ``/proc`` and ``/sys`` (size 0, yet
+    content) have their content copied; a file that shrinks while it is sent
+    stops the copy at its new end (never padded). An ``O_APPEND`` sink takes
+    the user-space route, since the kernel's routes refuse it.
 
     >>> import io, zcopy
     >>> out = io.BytesIO()

@@ -20,29 +20,38 @@ TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 @dataclass(frozen=True, slots=True)
 class Cpu:
-    """User and system CPU seconds."""
+    """User and system CPU seconds (clock ticks), and the run time in nanoseconds' precision.
+
+    ``run`` is the sum of the threads' ``sum_exec_runtime`` from
+    ``/proc/PID/task/*/schedstat``: the same CPU time the kernel scales utime
+    and stime from, without their 10 ms granularity. ``None`` when unknown.
+    """
 
     user: float
     sys: float
+    run: float | None = None
 
     def __sub__(self, other: Cpu) -> Cpu:
-        return Cpu(self.user - other.user, self.sys - other.sys)
+        run = None
+        if self.run is not None and other.run is not None and self.run >= other.run:
+            run = self.run - other.run  # a thread that exited in between would make it shrink
+        return Cpu(self.user - other.user, self.sys - other.sys, run)
 
     @property
     def total(self) -> float:
-        """User plus system seconds.
+        """CPU seconds: the precise run time when known, else user plus system ticks.
 
-        >>> Cpu(0.25, 0.5).total
-        0.75
+        >>> Cpu(0.25, 0.5).total, Cpu(0.0, 0.0, 0.004).total
+        (0.75, 0.004)
         """
-        return self.user + self.sys
+        return self.run if self.run is not None else self.user + self.sys
 
 
 def parse_stat(text: str, tick: int = TICK) -> Cpu:
     """utime and stime from the text of ``/proc/PID/stat`` (the command may hold spaces).
 
     >>> parse_stat("42 (a b) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20", tick=100)
-    Cpu(user=1.5, sys=0.25)
+    Cpu(user=1.5, sys=0.25, run=None)
     """
     fields = text[text.rindex(")") + 2 :].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
@@ -68,10 +77,35 @@ def faults_of(pid: int) -> int:
         return parse_faults(f.read())
 
 
+def parse_schedstat(text: str) -> float:
+    """Run time in seconds from the text of ``/proc/PID/task/TID/schedstat`` (ns first).
+
+    >>> parse_schedstat("1500000000 20000 7")
+    1.5
+    """
+    return int(text.split()[0]) / 1e9
+
+
+def run_time_of(pid: int) -> float | None:
+    """Nanosecond-precise CPU run time of all the live threads of a process."""
+    total = 0.0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += parse_schedstat(f.read())
+            except FileNotFoundError:  # the thread ended while we looked
+                continue
+    except OSError:  # no schedstat (CONFIG_SCHEDSTATS off) or no such process
+        return None
+    return total
+
+
 def cpu_of(pid: int) -> Cpu:
     """The CPU a live process has used so far, as the kernel accounts it."""
     with open(f"/proc/{pid}/stat") as f:
-        return parse_stat(f.read())
+        ticks = parse_stat(f.read())
+    return Cpu(ticks.user, ticks.sys, run_time_of(pid))
 
 
 def parse_softirq(proc_stat: str, cpu: int, tick: int = TICK) -> float:
