@@ -143,6 +143,8 @@ class Figures:
     bytes: int
     softirq_s: float | None = None  # softirq on the server's CPU during the pass (pinned only)
     page_faults: int | None = None
+    # CPU per GiB less that softirq: the sender's own work, which is what a real network shows.
+    cpu_ms_per_gib_ex_softirq: float | None = None
 
 
 def figures(cpu: Cpu, moved: int, wall_s: float, softirq_s: float | None = None,
@@ -154,6 +156,9 @@ def figures(cpu: Cpu, moved: int, wall_s: float, softirq_s: float | None = None,
     (50.0, 20480.0, 2048.0)
     """
     gib = moved / GIB
+    own = None
+    if softirq_s is not None and gib:
+        own = max(0.0, cpu.total - softirq_s) * 1000 / gib
     return Figures(
         cpu_user_s=cpu.user,
         cpu_sys_s=cpu.sys,
@@ -163,6 +168,7 @@ def figures(cpu: Cpu, moved: int, wall_s: float, softirq_s: float | None = None,
         bytes=moved,
         softirq_s=softirq_s,
         page_faults=page_faults,
+        cpu_ms_per_gib_ex_softirq=own,
     )
 
 
