@@ -82,9 +82,10 @@ def test_sendfile_modes_never_read_the_file(quick: Any, mode: str) -> None:
 def test_userspace_modes_read_and_write(quick: Any, mode: str) -> None:
     cols, file_reads = counts(quick[1], mode)
     assert cols["sendfile"] == 0
-    # 2 x 16 MiB through buffers of at most 256 KiB: at least 128 reads of the file.
-    assert file_reads >= 128
-    assert cols["write"] is not None and cols["write"] >= 128
+    # 2 x 16 MiB through buffers of at most 1 MiB (zcopy) or 64 KiB (copyfileobj):
+    # every chunk is a read of the file and a write to the socket.
+    assert file_reads >= 2 * 16
+    assert cols["write"] is not None and cols["write"] >= 2 * 16
 
 
 def test_mmap_sends_from_memory_without_read_calls(quick: Any) -> None:

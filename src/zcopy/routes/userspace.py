@@ -8,10 +8,11 @@ from collections.abc import Generator
 from .._endpoint import Kind
 from .._transfer import Transfer, Wait, write_all
 
-# Measured by benchmarks/core_copy.py (docs/benchmarks.md): server CPU per GiB drops
-# from 32-128 KiB to 256 KiB and is flat to 1 MiB; 4 MiB saved a little more but
-# costs 16x the memory per concurrent copy (and per pooled spare).
-BUFSIZE = 256 * 1024
+# Measured by benchmarks/core_copy.py (docs/benchmarks.md), sender's own CPU per GiB
+# (loopback softirq excluded): 32 KiB to 256 KiB are alike (164-181 ms), 1 MiB 142,
+# 4 MiB 120. 1 MiB takes most of the gain and matches the splice pipe; memory stays
+# bounded because a copy waiting on its source gives the buffer back (below).
+BUFSIZE = 1024 * 1024
 
 _spare: list[bytearray] = []
 
@@ -34,10 +35,13 @@ def pump(t: Transfer) -> Generator[Wait, None, None]:
         src.obj, "recv_into"
     ):
         return (yield from _pump_read(t))
-    buf = _take()
-    whole = memoryview(buf)
+    buf: bytearray | None = None
+    whole = memoryview(b"")
     try:
         while t.remaining != 0:
+            if buf is None:
+                buf = _take()
+                whole = memoryview(buf)
             want = t.want(BUFSIZE)
             view = whole if want == BUFSIZE else whole[:want]
             t.syscalls += 1
@@ -48,6 +52,11 @@ def pump(t: Transfer) -> Generator[Wait, None, None]:
                     else:
                         n = os.readv(src.fd, [view])
                 except BlockingIOError:
+                    # Nothing is held while src is quiet: like the splice route's pipe,
+                    # the buffer goes back to the pool, so idle copies (a relay may
+                    # keep thousands) cost no memory.
+                    _give(buf)
+                    buf = None
                     yield t.wait_src()
                     continue
             elif hasattr(src.obj, "recv_into"):
@@ -63,7 +72,8 @@ def pump(t: Transfer) -> Generator[Wait, None, None]:
                 return
             yield from write_all(t, view[:n] if n != want else view)
     finally:
-        _give(buf)
+        if buf is not None:
+            _give(buf)
 
 
 def _pump_read(t: Transfer) -> Generator[Wait, None, None]:
