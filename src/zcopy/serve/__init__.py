@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 
+from .._cliargs import positive_int, seconds
 from .server import Config, listen, run_server
 from .workers import run_workers
 
@@ -32,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", "-p", type=int, default=8000, help="TCP port (0: any free one)")
     parser.add_argument("--bind", "-b", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
-        "--workers", "-w", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)"
+        "--workers", "-w", type=positive_int, default=1,
+        help="processes sharing the port (SO_REUSEPORT)",
     )
     parser.add_argument("--no-listing", action="store_true", help="no directory listings (403)")
     parser.add_argument(
@@ -54,23 +56,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Combined Log Format access log ('-' for stdout; default: none)",
     )
     parser.add_argument(
-        "--header-timeout", type=float, default=10.0, metavar="SECONDS",
+        "--header-timeout", type=seconds, default=10.0, metavar="SECONDS",
         help="a request head must arrive within this long (default 10)",
     )
     parser.add_argument(
-        "--keepalive-timeout", type=float, default=15.0, metavar="SECONDS",
+        "--keepalive-timeout", type=seconds, default=15.0, metavar="SECONDS",
         help="close an idle keep-alive connection after this long (default 15)",
     )
     parser.add_argument(
-        "--send-timeout", type=float, default=30.0, metavar="SECONDS",
+        "--send-timeout", type=seconds, default=30.0, metavar="SECONDS",
         help="close a connection whose send made no progress for this long (default 30)",
     )
     parser.add_argument(
-        "--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
+        "--shutdown-timeout", type=seconds, default=10.0, metavar="SECONDS",
         help="on SIGTERM/SIGINT, give transfers in flight this long (default 10)",
     )
     parser.add_argument(
-        "--max-connections", type=int, default=1024, metavar="N",
+        "--max-connections", type=positive_int, default=1024, metavar="N",
         help="answer 503 to connections beyond N (default 1024)",
     )
 
