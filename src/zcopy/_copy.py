@@ -60,13 +60,14 @@ def explain(dst: object, src: object, count: int | None = None) -> Plan:
 class Job:
     """One copy from start to finish: everything copy() and acopy() share."""
 
-    __slots__ = ("plan", "strict", "t")
+    __slots__ = ("plan", "ran", "strict", "t")
 
     def __init__(self, dst: object, src: object, count: object, require_zero_copy: bool | None):
         count = check_count(count)
         src_ep = resolve(src, "src")
         dst_ep = resolve(dst, "dst")
         self.plan = choose(src_ep, dst_ep)
+        self.ran = self.plan.route
         self.strict = strict_default(require_zero_copy)
         if self.strict and not self.plan.zero_copy:
             raise FastPathLost(str(self.plan))
@@ -89,34 +90,36 @@ class Job:
         if self.plan.fallback_code is not None:
             _stats.record_fallback(self.plan.fallback_code, str(self.plan))
             _warn(str(self.plan))
-        ran = self.plan.route
+        self.ran = self.plan.route
         try:
             try:
-                yield from _PUMPS[ran](t)
+                yield from _PUMPS[self.ran](t)
             except NotHandled as refusal:
-                ran = yield from self._fall_back(refusal)
+                yield from self._fall_back(refusal)
         finally:
-            # A copy cut short by an error or a cancellation still moved its bytes.
-            _stats.record(ran.value, t.moved, t.syscalls)
+            # A copy cut short by an error or a cancellation still moved its bytes,
+            # and they are counted under the route that was running.
+            _stats.record(self.ran.value, t.moved, t.syscalls)
 
-    def _fall_back(self, refusal: NotHandled) -> Generator[Wait, None, Route]:
+    def _fall_back(self, refusal: NotHandled) -> Generator[Wait, None, None]:
         """The kernel refused at the first call: try the next route, user space last."""
         t = self.t
         if refusal.code.startswith("copy_file_range"):
+            self.ran = Route.SENDFILE
             try:
                 yield from sendfile.pump(t)
-                return Route.SENDFILE
+                return
             except NotHandled as again:
                 refusal = again
         if refusal.code == "sendfile-zero-size" and _confirm_empty(t):
-            return Route.SENDFILE  # an honest empty file: nothing to copy, nothing lost
+            return  # an honest empty file: nothing to copy, nothing lost
         reason = f"user space: {refusal.reason}"
         if self.strict:
             raise FastPathLost(reason)
         _stats.record_fallback(refusal.code, reason)
         _warn(reason)
+        self.ran = Route.USERSPACE
         yield from userspace.pump(t)
-        return Route.USERSPACE
 
     def finish(self) -> None:
         """Move the file positions the way a read()/write() loop would have."""
