@@ -25,16 +25,16 @@ from hypothesis import strategies as st
 
 import zcopy
 
-pytestmark = pytest.mark.filterwarnings("ignore::zcopy.FastPathWarning")
+# Every test here must leave no fd behind; fallbacks are expected, not warned about.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::zcopy.FastPathWarning"),
+    pytest.mark.usefixtures("no_fd_leak"),
+]
 
 SIZE = 300 * 1024
 DATA = os.urandom(SIZE)
 PRE = 7  # bytes a BufferedReader has already handed out (its read-ahead holds more)
 
-
-@pytest.fixture(autouse=True)
-def _no_leaks(no_fd_leak: None) -> None:
-    pass
 
 
 def sha(b: bytes) -> str:

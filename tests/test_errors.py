@@ -19,14 +19,14 @@ from conftest import Drain, tcp_pair
 
 import zcopy
 
-pytestmark = pytest.mark.filterwarnings("ignore::zcopy.FastPathWarning")
+# Every test here must leave no fd behind; fallbacks are expected, not warned about.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::zcopy.FastPathWarning"),
+    pytest.mark.usefixtures("no_fd_leak"),
+]
 
 DATA = os.urandom(300 * 1024)
 
-
-@pytest.fixture(autouse=True)
-def _no_leaks(no_fd_leak: None) -> None:
-    pass
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ from conftest import SRC, tcp_pair
 import zcopy
 from zcopy import Route
 
-pytestmark = pytest.mark.filterwarnings("ignore::zcopy.FastPathWarning")
+# Every test here must leave no fd behind; fallbacks are expected, not warned about.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::zcopy.FastPathWarning"),
+    pytest.mark.usefixtures("no_fd_leak"),
+]
 
-
-@pytest.fixture(autouse=True)
-def _no_leaks(no_fd_leak: None) -> None:
-    pass
 
 
 @pytest.fixture
