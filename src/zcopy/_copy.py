@@ -187,12 +187,25 @@ def _warn(reason: str) -> None:
     warnings.warn(reason, FastPathWarning, stacklevel=4)
 
 
-def _poll_wait(w: Wait) -> None:
-    poller = select.poll()
-    poller.register(w.fd, select.POLLOUT if w.write else select.POLLIN)
-    ms = None if w.timeout is None else max(0, int(w.timeout * 1000))
-    if not poller.poll(ms):
-        raise TimeoutError(f"timed out after {w.timeout}s waiting for {w.what}")
+class _Poller:
+    """One poll object per copy, re-registered only when the fd or the event changes."""
+
+    __slots__ = ("_poll", "_watching")
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._watching: tuple[int, int] | None = None
+
+    def wait(self, w: Wait) -> None:
+        want = (w.fd, select.POLLOUT if w.write else select.POLLIN)
+        if want != self._watching:
+            if self._watching is not None:
+                self._poll.unregister(self._watching[0])
+            self._poll.register(*want)
+            self._watching = want
+        ms = None if w.timeout is None else max(0, int(w.timeout * 1000))
+        if not self._poll.poll(ms):
+            raise TimeoutError(f"timed out after {w.timeout}s waiting for {w.what}")
 
 
 def copy(
@@ -232,9 +245,12 @@ def copy(
     """
     job = Job(dst, src, count, require_zero_copy)
     steps = job.steps()
+    poller: _Poller | None = None  # built on the first EAGAIN: most copies never wait
     try:
         for wait in steps:
-            _poll_wait(wait)
+            if poller is None:
+                poller = _Poller()
+            poller.wait(wait)
     except BaseException as exc:
         steps.close()
         job.finish()

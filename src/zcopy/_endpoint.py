@@ -57,9 +57,6 @@ class Endpoint:
     flush_first: Any = None  # a buffered writer to flush before the kernel writes
     readahead: Any = None  # a buffered non-seekable reader whose buffer must go first
 
-    @property
-    def is_fd(self) -> bool:
-        return self.fd >= 0
 
 
 def _kind_of_fd(fd: int, role: str) -> tuple[Kind, str, os.stat_result]:
@@ -97,23 +94,21 @@ def _socket_label(sock: socket.socket) -> str:
     return f"a {fam} socket (fd {sock.fileno()})"
 
 
+def _fd_flags(fd: int) -> int:
+    import fcntl  # not at the top: it does not exist everywhere, and zcopy must import anywhere
+
+    return int(fcntl.fcntl(fd, fcntl.F_GETFL))
+
+
 def _check_access(fd: int, role: str, what: str) -> bool:
     """Check O_ACCMODE of a raw fd; return whether it is O_APPEND."""
-    import fcntl
-
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    flags = _fd_flags(fd)
     acc = flags & os.O_ACCMODE
     if role == "src" and acc == os.O_WRONLY:
         raise io.UnsupportedOperation(f"src {what} is write-only: it cannot be read")
     if role == "dst" and acc == os.O_RDONLY:
         raise io.UnsupportedOperation(f"dst {what} is read-only: it cannot be written")
     return bool(flags & os.O_APPEND)
-
-
-def _is_append(fd: int) -> bool:
-    import fcntl
-
-    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND)
 
 
 def _from_fd(fd: int, role: str, what: str | None = None, check_access: bool = True) -> Endpoint:
@@ -171,7 +166,7 @@ def _from_file_object(f: Any, role: str) -> Endpoint:
     ep.obj = f
     if ep.kind is Kind.FILE and role == "dst":
         # The mode string misses O_APPEND set on the fd itself (open(fd, "wb")).
-        ep.append = "a" in _mode(f) or _is_append(fd)
+        ep.append = "a" in _mode(f) or bool(_fd_flags(fd) & os.O_APPEND)
     if ep.kind is Kind.SOCKET:
         raw = f.raw if isinstance(f, _BUFFERED) else f
         sock = getattr(raw, "_sock", None)

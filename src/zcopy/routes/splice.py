@@ -9,7 +9,7 @@ from collections.abc import Generator
 from .. import _pipes
 from .._endpoint import Kind
 from .._errors import NotHandled
-from .._transfer import REFUSED, Transfer, Wait, errname
+from .._transfer import REFUSED, Transfer, Wait, errname, write_all
 
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK if hasattr(os, "SPLICE_F_MOVE") else 0
 _DIRECT_CAP = 1 << 20
@@ -34,14 +34,16 @@ def _direct(t: Transfer) -> Generator[Wait, None, None]:
     # SPLICE_F_NONBLOCK here would turn a blocking user's pipe non-blocking; only
     # the fds' own O_NONBLOCK decides, as for read()/write().
     flags = os.SPLICE_F_MOVE
+    probe: select.poll | None = None
     while t.remaining != 0:
         t.syscalls += 1
         try:
             n = os.splice(src_fd, dst_fd, t.want(_DIRECT_CAP), flags=flags)
         except BlockingIOError:
             # Either side may be the one that is not ready: ask which, once.
-            probe = select.poll()
-            probe.register(src_fd, select.POLLIN)
+            if probe is None:
+                probe = select.poll()
+                probe.register(src_fd, select.POLLIN)
             ready = probe.poll(0)
             yield t.wait_dst() if ready else t.wait_src()
             continue
@@ -122,8 +124,6 @@ def _through_pipe(t: Transfer) -> Generator[Wait, None, None]:
 
 def _salvage(t: Transfer, pipe: _pipes.Pipe, held: int) -> Generator[Wait, None, int]:
     """dst refused splice after src gave up bytes: deliver them by write()."""
-    from .._transfer import write_all
-
     data = bytearray()
     while len(data) < held:
         chunk = os.read(pipe.r, held - len(data))
