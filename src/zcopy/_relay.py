@@ -16,11 +16,10 @@ import struct
 from collections.abc import Callable
 
 from . import _stats
-from ._aio import _check_nonblocking
+from ._aio import Stepper, _check_nonblocking
 from ._copy import Job, explain
-from ._errors import FastPathLost, with_count
+from ._errors import FastPathLost
 from ._plan import Plan, Route
-from ._transfer import Wait
 from ._wrappers import observe
 
 NO_SPLICE = "no-splice"
@@ -56,85 +55,24 @@ def _turn_off_splice(job: Job, dst: socket.socket, src: socket.socket) -> None:
     job.plan = dataclasses.replace(plan, fallback_code=None)
 
 
-class _Direction:
-    """One way of a relay: a copy job stepped straight from the loop's fd callbacks.
+def _direction(
+    loop: asyncio.AbstractEventLoop,
+    dst: socket.socket,
+    src: socket.socket,
+    splice: bool,
+    on_bytes: Callable[[int], object],
+) -> Stepper:
+    """One way of a relay: the same job and driver as ``acopy()``; only the route may differ."""
+    job = Job(dst, observe(src, on_bytes), None, None)
+    if not splice and job.plan.route is not Route.USERSPACE:
+        _turn_off_splice(job, dst, src)  # stats say why
 
-    Same job and route generator as ``acopy()``; only the driver differs. The
-    fd stays registered while the route keeps waiting on the same thing, so a
-    busy direction costs no epoll_ctl, no Future and no task switch per wait.
-    """
+    def half_close() -> None:
+        # EOF from src: pass it on; the other direction keeps flowing.
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
 
-    __slots__ = ("done", "dst", "job", "loop", "steps", "waiting")
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        dst: socket.socket,
-        src: socket.socket,
-        splice: bool,
-        on_bytes: Callable[[int], object],
-    ) -> None:
-        self.loop = loop
-        self.dst = dst
-        self.job = Job(dst, observe(src, on_bytes), None, None)
-        if not splice and self.job.plan.route is not Route.USERSPACE:
-            # Same job, same driver: only the route differs, and stats say why.
-            _turn_off_splice(self.job, dst, src)
-        self.steps = self.job.steps()
-        self.waiting: Wait | None = None
-        self.done: asyncio.Future[int] = loop.create_future()
-        loop.call_soon(self._step)
-
-    def _step(self) -> None:
-        if self.done.done():
-            return
-        try:
-            wait = next(self.steps)
-        except StopIteration:
-            self._unregister()
-            self.job.finish()
-            # EOF from src: pass the half-close on; the other direction keeps flowing.
-            with contextlib.suppress(OSError):
-                self.dst.shutdown(socket.SHUT_WR)
-            self.done.set_result(self.job.t.moved)
-            return
-        except BaseException as exc:
-            self._stop(exc)
-            return
-        if wait != self.waiting:
-            self._unregister()
-            if wait.write:
-                self.loop.add_writer(wait.fd, self._step)
-            else:
-                self.loop.add_reader(wait.fd, self._step)
-            self.waiting = wait
-
-    def _unregister(self) -> None:
-        w = self.waiting
-        if w is not None:
-            if w.write:
-                self.loop.remove_writer(w.fd)
-            else:
-                self.loop.remove_reader(w.fd)
-            self.waiting = None
-
-    def _stop(self, exc: BaseException) -> None:
-        self._unregister()
-        self.steps.close()  # a pipe still holding bytes is discarded, never reused
-        self.job.finish()
-        if not isinstance(exc, FastPathLost):
-            with_count(exc, self.job.t.moved)
-        if not self.done.done():
-            self.done.set_exception(exc)
-            self.done.exception()  # retrieved here: relay() reports the first failure
-
-    def cancel(self) -> None:
-        """Stop now: nothing stays registered with the loop, no pipe stays held."""
-        if not self.done.done():
-            self._unregister()
-            self.steps.close()
-            self.job.finish()
-            self.done.cancel()
+    return Stepper(loop, job, on_eof=half_close)
 
 
 def _abort(*socks: socket.socket) -> None:
@@ -191,9 +129,9 @@ async def relay(
 
         return on_chunk
 
-    up = _Direction(loop, b, a, splice, seen(0))
+    up = _direction(loop, b, a, splice, seen(0))
     try:
-        down = _Direction(loop, a, b, splice, seen(1))
+        down = _direction(loop, a, b, splice, seen(1))
     except BaseException:
         up.cancel()
         raise
