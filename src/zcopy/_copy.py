@@ -60,7 +60,7 @@ def explain(dst: object, src: object, count: int | None = None) -> Plan:
 class Job:
     """One copy from start to finish: everything copy() and acopy() share."""
 
-    __slots__ = ("plan", "ran", "strict", "t")
+    __slots__ = ("plan", "ran", "site", "strict", "t", "why")
 
     def __init__(self, dst: object, src: object, count: object, require_zero_copy: bool | None):
         count = check_count(count)
@@ -68,6 +68,9 @@ class Job:
         dst_ep = resolve(dst, "dst")
         self.plan = choose(src_ep, dst_ep)
         self.ran = self.plan.route
+        self.why: str | None = None  # the fallback's reason, once one happened
+        # Where the copy was asked for, for listeners (pytest plugin); free without one.
+        self.site = _stats.call_site() if _stats.listeners else ""
         self.strict = strict_default(require_zero_copy)
         if self.strict and not self.plan.zero_copy:
             raise FastPathLost(str(self.plan))
@@ -89,6 +92,7 @@ class Job:
             yield from _drain_readahead(t)
         if self.plan.fallback_code is not None:
             _stats.record_fallback(self.plan.fallback_code, str(self.plan))
+            self.why = str(self.plan)
             _warn(str(self.plan))
         self.ran = self.plan.route
         try:
@@ -100,6 +104,8 @@ class Job:
             # A copy cut short by an error or a cancellation still moved its bytes,
             # and they are counted under the route that was running.
             _stats.record(self.ran.value, t.moved, t.syscalls)
+            if _stats.listeners:
+                _stats.notify(self.ran.value, t.moved, self.why or str(self.plan), self.site)
 
     def _fall_back(self, refusal: NotHandled) -> Generator[Wait, None, None]:
         """The kernel refused at the first call: try the next route, user space last."""
@@ -117,6 +123,7 @@ class Job:
         if self.strict:
             raise FastPathLost(reason)
         _stats.record_fallback(refusal.code, reason)
+        self.why = reason
         _warn(reason)
         self.ran = Route.USERSPACE
         yield from userspace.pump(t)

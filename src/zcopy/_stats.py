@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -103,3 +105,46 @@ def reset_stats() -> None:
         _routes.clear()
         _fallbacks.clear()
         _examples.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class CopyEvent:
+    """One finished copy, as a listener hears it (the pytest plugin is one).
+
+    ``reason`` says why this route ran: the fallback's reason when the copy
+    fell back, the plan's otherwise. ``site`` is ``file:line in function`` of
+    the first caller outside zcopy's core.
+    """
+
+    route: str
+    nbytes: int
+    reason: str
+    site: str
+
+
+# Called once per finished copy. Empty unless a tool installs one, and then the
+# only cost a copy pays is this list's truth test.
+listeners: list[Callable[[CopyEvent], None]] = []
+
+
+def call_site() -> str:
+    """Where the copy was asked for: the first frame outside zcopy's core.
+
+    >>> app = {"call_site": call_site, "__name__": "app"}
+    >>> exec("site = call_site()", app); app["site"]
+    '<string>:1 in <module>'
+    """
+    frame = sys._getframe(1)
+    while frame.f_back is not None and _in_core(frame.f_globals.get("__name__", "")):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+
+
+def _in_core(module: str) -> bool:
+    return module == "zcopy" or module.startswith("zcopy._") or module.startswith("zcopy.routes")
+
+
+def notify(route: str, nbytes: int, reason: str, site: str) -> None:
+    event = CopyEvent(route, nbytes, reason, site)
+    for listener in tuple(listeners):
+        listener(event)
