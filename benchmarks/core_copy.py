@@ -7,7 +7,7 @@ the same machinery as ``zcopy bench``: src/zcopy/tools/bench/):
   ``conn.makefile("wb")``;
 * zcopy's user-space fallback (an object with only ``readinto()``, so zcopy's one
   reused buffer receives each read(2)) at buffer sizes 64 KiB .. 4 MiB: the
-  measurement behind ``BUFSIZE`` in src/zcopy/routes/userspace.py;
+  measurement behind ``BUFSIZE`` in src/zcopy/_routes/userspace.py;
 * ``JustReader`` (only ``read()``: a new bytes object per chunk) at the default size.
 
 Run only under the benchmark lock (one benchmark at a time on a small machine):
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from zcopy.routes import userspace  # noqa: E402
+from zcopy._routes import userspace  # noqa: E402
 from zcopy.tools.bench import data, machine  # noqa: E402
 from zcopy.tools.bench.measure import MIB, Figures, median, spread  # noqa: E402
 from zcopy.tools.bench.options import parse_size  # noqa: E402

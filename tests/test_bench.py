@@ -228,7 +228,7 @@ def test_flamegraph_of_a_mode(tmp_path: Path) -> None:
                  "--flamegraph", "wrapped")
     assert proc.returncode == 0, proc.stderr
     svg = (out / "flamegraph-wrapped.svg").read_text()
-    assert "<svg" in svg[:2000] and "(zcopy/routes/userspace.py" in svg
+    assert "<svg" in svg[:2000] and "(zcopy/_routes/userspace.py" in svg
 
 
 def test_sigterm_mid_run_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from ._endpoint import Endpoint, Kind, resolve
 from ._errors import FastPathLost, FastPathWarning, NotHandled, with_count
 from ._plan import Plan, Route, choose
 from ._transfer import Transfer, Wait, write_all
-from .routes import copy_file_range, sendfile, splice, userspace, write
+from ._routes import copy_file_range, sendfile, splice, userspace, write
 
 _PUMPS = {
     Route.SENDFILE: sendfile.pump,

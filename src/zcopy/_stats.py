@@ -141,7 +141,7 @@ def call_site() -> str:
 
 
 def _in_core(module: str) -> bool:
-    return module == "zcopy" or module.startswith("zcopy._") or module.startswith("zcopy.routes")
+    return module == "zcopy" or module.startswith("zcopy._")
 
 
 def notify(route: str, nbytes: int, reason: str, site: str) -> None:

@@ -38,7 +38,7 @@ def _say(line: str) -> None:
 def serve(mode: str, path: str, size: int, transfers: int, bufsize: int | None = None) -> int:
     """Serve ``transfers`` connections with ``mode``'s handler; the process's whole job."""
     if bufsize is not None:
-        from zcopy.routes import userspace
+        from zcopy._routes import userspace
 
         userspace.BUFSIZE = bufsize
     send = handler(mode)
