@@ -24,14 +24,13 @@ from dataclasses import dataclass
 
 import zcopy
 
-from . import headers, listing, multipart
-from .conditional import evaluate, if_range_allows
+from . import headers, listing
 from .conn import BUSY, HEAD, IDLE, Conn
 from .files import Meta, MetaCache, OpenFiles, Refused, sidecar_path
 from .log import AccessLog, error
 from .parser import Request
 from .paths import BadTarget, Target, parse_target
-from .ranges import ByteRange, plan_ranges
+from .plan import HTML, plan_file
 
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _TCP_CORK = getattr(socket, "TCP_CORK", 3)
@@ -363,60 +362,25 @@ class Server:
         self, conn: Conn, req: Request, fd: io.FileIO, st: os.stat_result, meta: Meta, path: str,
         close: bool,
     ) -> bool:
-        h = req.headers
-        head_only = req.method == "HEAD"
-        status = 200
-        if (
-            "if-match" in h
-            or "if-none-match" in h
-            or "if-modified-since" in h
-            or "if-unmodified-since" in h
-        ):
-            status = evaluate(
-                req.method,
-                meta.validators,
-                if_match=h.get("if-match"),
-                if_none_match=h.get("if-none-match"),
-                if_modified_since=h.get("if-modified-since"),
-                if_unmodified_since=h.get("if-unmodified-since"),
-            )
+        """Ask the planner what to say about the file, then send it: memory parts, then ranges."""
+        plan = plan_file(req.method, req.headers, st.st_size, meta)
         connection = headers.connection_field(close, req.version == "1.0")
-        if status == 304:
-            data = headers.head(304, self.dates.get(), meta.not_modified, None, connection)
-            await self._send(conn, data, False)
-            self._log(conn, req, 304, 0)
-            return not close
-        if status == 412:
-            await self._simple(conn, req, 412, close=close)
-            return not close
-        size = st.st_size
-        rng = h.get("range") if not head_only else None
-        if rng is not None and if_range_allows(h.get("if-range"), meta.validators):
-            boundary = multipart.new_boundary()
-            overhead = multipart.part_overhead(boundary, meta.ctype, size)
-            plan = plan_ranges(rng, size, overhead)
-            if plan.status == 416:
-                extra = f"Content-Range: bytes */{size}\r\n".encode()
-                await self._simple(conn, req, 416, close=close, extra=extra)
-                return not close
-            if plan.status == 206:
-                if len(plan.ranges) == 1:
-                    r = plan.ranges[0]
-                    fields = meta.fields + f"Content-Range: {r.content_range(size)}\r\n".encode()
-                    data = headers.head(206, self.dates.get(), fields, r.length, connection)
-                    await self._send(conn, data, True)
-                    await self._body(conn, req, 206, fd, r.first, r.length, path)
-                    return not close
-                return await self._multipart(
-                    conn, req, fd, meta, plan.ranges, size, boundary, connection, path, close
-                )
-        data = headers.head(200, self.dates.get(), meta.fields, size, connection)
-        if head_only or size == 0:
-            await self._send(conn, data, False)
-            self._log(conn, req, 200, 0)
-            return not close
-        await self._send(conn, data, True)
-        await self._body(conn, req, 200, fd, 0, size, path)
+        data = headers.head(plan.status, self.dates.get(), plan.fields, plan.length, connection)
+        start = conn.sent
+        parts = plan.parts
+        first = b""
+        if parts and isinstance(parts[0], bytes):
+            # The head and the first framing (or a small error page) leave in one send.
+            first, parts = parts[0], parts[1:]
+        await self._send(conn, data + first, bool(parts))
+        conn.sent += len(first)
+        for i, part in enumerate(parts):
+            if isinstance(part, bytes):
+                await self._send(conn, part, i + 1 < len(parts))
+                conn.sent += len(part)
+            else:
+                await self._body(conn, req, plan.status, fd, part.first, part.length, path, False)
+        self._log(conn, req, plan.status, conn.sent - start)
         return not close
 
     async def _body(
@@ -453,28 +417,6 @@ class Server:
             raise _Close
         if log:
             self._log(conn, req, status, conn.sent - before)
-
-    async def _multipart(
-        self, conn: Conn, req: Request, fd: io.FileIO, meta: Meta, parts: tuple[ByteRange, ...],
-        size: int, boundary: str, connection: bytes, path: str, close: bool,
-    ) -> bool:
-        ctype = meta.ctype
-        length = multipart.body_length(boundary, ctype, parts, size)
-        fields = (
-            f"Content-Type: {multipart.content_type(boundary)}\r\n".encode() + meta.fields_no_type
-        )
-        data = headers.head(206, self.dates.get(), fields, length, connection)
-        await self._send(conn, data, True)
-        start = conn.sent
-        for frame in multipart.frames(boundary, ctype, parts, size):
-            if isinstance(frame, bytes):
-                last = frame.endswith(b"--\r\n")  # only the close-delimiter ends so
-                await self._send(conn, frame, not last)
-                conn.sent += len(frame)
-            else:
-                await self._body(conn, req, 206, fd, frame.first, frame.length, path, False)
-        self._log(conn, req, 206, conn.sent - start)
-        return not close
 
     async def _directory(
         self, conn: Conn, req: Request, target: Target, path: str, close: bool
@@ -528,9 +470,7 @@ class Server:
     async def _simple(
         self, conn: Conn, req: Request, status: int, *, close: bool, extra: bytes = b""
     ) -> None:
-        body = headers.simple_body(status)
-        fields = b"Content-Type: text/html; charset=utf-8\r\n" + extra
-        await self._memory(conn, req, status, fields, body, close)
+        await self._memory(conn, req, status, HTML + extra, headers.simple_body(status), close)
 
     def _log(self, conn: Conn, req: Request, status: int, nbytes: int) -> None:
         if self.log.enabled:
