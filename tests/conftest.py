@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from zcopy import _pipes
-from zcopy.tools import strace
+from zcopy.tools import bpftrace, strace
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -124,9 +124,39 @@ class Drain:
         return b"".join(self.chunks)
 
 
-@pytest.fixture(scope="session")
-def strace_ok() -> bool:
-    return strace.available()
+def in_ci() -> bool:
+    """Whether this run is CI's (``CI=true``, as GitHub Actions and .ci/run set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require_witness(tool: str, why_not: str | None) -> None:
+    """Stop a test whose outside witness (``tool``) cannot run: a skip here, a failure in CI.
+
+    A developer's machine without ptrace or eBPF skips with the reason; CI
+    (``CI=true``) installs both tracers (.ci/run), so a proof that cannot run
+    there fails instead of quietly vanishing.
+    """
+    if why_not is None:
+        return
+    if in_ci():
+        pytest.fail(f"{tool} proof cannot run in CI: {why_not}", pytrace=False)
+    pytest.skip(f"{tool}: {why_not}")
+
+
+def require_strace() -> None:
+    """Call first in any test whose claim rests on strace (or ask for ``strace_proof``)."""
+    require_witness("strace", strace.unavailable_reason())
+
+
+def require_bpftrace() -> None:
+    """Call first in any test whose claim rests on the bpftrace backend."""
+    require_witness("bpftrace", bpftrace.unavailable_reason())
+
+
+@pytest.fixture
+def strace_proof() -> None:
+    """Ask for this in a test that proves a route with strace (see ``require_strace``)."""
+    require_strace()
 
 
 def run_traced(code: str, tmp_path: Path, *, timeout: float = 240) -> list[strace.Call]:
@@ -135,8 +165,7 @@ def run_traced(code: str, tmp_path: Path, *, timeout: float = 240) -> list[strac
     The witness is outside the process: the kernel's view through ptrace,
     not zcopy's own counters.
     """
-    if not strace.available():
-        pytest.skip("strace is missing or not permitted here")
+    require_strace()
     out = tmp_path / "strace.out"
     env = dict(os.environ, PYTHONPATH=str(SRC))
     proc = subprocess.run(

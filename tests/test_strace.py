@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
-
-import pytest
 
 from zcopy.tools import strace
 
@@ -100,11 +101,7 @@ def test_commands_ask_for_annotations_and_no_payload() -> None:
     assert "clone3" in strace.PROCESS_SYSCALLS
 
 
-def test_real_trace_parses(tmp_path: Path) -> None:
-    if not strace.available():
-        pytest.skip("strace is missing or not permitted here")
-    import subprocess
-    import sys
+def test_real_trace_parses(tmp_path: Path, strace_proof: None) -> None:
 
     out = tmp_path / "out"
     code = (
@@ -129,3 +126,37 @@ def test_real_trace_parses(tmp_path: Path) -> None:
 def test_device_annotations_nest() -> None:
     [c] = strace.parse_lines(['9 write(1</dev/null<char 1:3>>, ""..., 82) = 82'])
     assert c.fds == [(1, "/dev/null<char 1:3>")]
+
+
+def _proof_run(tmp_path: Path, ci: str) -> subprocess.CompletedProcess[str]:
+    """The proof tests run by pytest with a ``strace`` on PATH that may not trace (exits 1)."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "strace").write_text("#!/bin/sh\necho 'ptrace: Operation not permitted' >&2\nexit 1\n")
+    (fake / "strace").chmod(0o755)
+    tests = Path(__file__).resolve().parent
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", CI=ci)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider", "--no-header",
+         "-o", "addopts=", f"--rootdir={tests.parent}",
+         f"{tests / 'test_routes_proof.py'}::test_file_to_file_is_copy_file_range",
+         f"{tests / 'test_strace.py'}::test_real_trace_parses"],
+        capture_output=True, text=True, timeout=120, env=env, cwd=tests.parent,
+    )
+
+
+def test_proofs_fail_in_ci_when_strace_cannot_trace(tmp_path: Path) -> None:
+    """CI=true: a proof that strace cannot witness fails, naming why; never a quiet skip."""
+    ci = _proof_run(tmp_path, "true")
+    assert ci.returncode == 1, ci.stdout
+    # The one that calls require_strace() fails; the one with the fixture errors in setup.
+    assert ci.stdout.rstrip().splitlines()[-1].startswith("1 failed, 1 error in "), ci.stdout
+    assert "skipped" not in ci.stdout and "passed" not in ci.stdout
+    assert ci.stdout.count("strace proof cannot run in CI") >= 2
+    assert "Operation not permitted" in ci.stdout, "the reason strace gave is passed on"
+
+
+def test_proofs_skip_with_the_reason_outside_ci(tmp_path: Path) -> None:
+    local = _proof_run(tmp_path, "")
+    assert local.returncode == 0, local.stdout
+    assert "2 skipped" in local.stdout and "Operation not permitted" in local.stdout, local.stdout

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_bpftrace, require_strace
 
-from zcopy.tools import bpftrace, strace
 from zcopy.tools.trace import trace
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -128,12 +128,6 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def need_strace() -> None:
-    if not strace.available():
-        pytest.skip("strace is missing or not permitted here")
-
-
 @pytest.fixture
 def server_script(tmp_path: Path) -> Path:
     p = tmp_path / "server.py"
@@ -164,7 +158,7 @@ def traced_server(
 
 
 def test_raw_server_is_fast_path(
-    big_file: Path, server_script: Path, tmp_path: Path, no_fd_leak: None
+    big_file: Path, server_script: Path, tmp_path: Path, no_fd_leak: None, strace_proof: None
 ) -> None:
     r = traced_server("raw", big_file, server_script, tmp_path)
     assert r["verdict"] == "fast-path", r["telltale"]
@@ -176,7 +170,7 @@ def test_raw_server_is_fast_path(
 
 
 def test_wrapped_server_is_user_space(
-    big_file: Path, server_script: Path, tmp_path: Path
+    big_file: Path, server_script: Path, tmp_path: Path, strace_proof: None
 ) -> None:
     r = traced_server("wrapped", big_file, server_script, tmp_path)
     assert r["verdict"] == "user-space", r["telltale"]
@@ -188,7 +182,9 @@ def test_wrapped_server_is_user_space(
     assert "the fast path is off" in r["telltale"]
 
 
-def test_json_schema(big_file: Path, server_script: Path, tmp_path: Path) -> None:
+def test_json_schema(
+    big_file: Path, server_script: Path, tmp_path: Path, strace_proof: None
+) -> None:
     report = traced_server("raw", big_file, server_script, tmp_path, tmp_path / "r.json")
     assert {"verdict", "zero_copy_bytes", "copied_bytes", "syscalls", "backend"} <= report.keys()
     assert report["verdict"] in ("fast-path", "user-space", "mixed", "no-data")
@@ -198,7 +194,7 @@ def test_json_schema(big_file: Path, server_script: Path, tmp_path: Path) -> Non
     assert isinstance(report["zero_copy_bytes"], int)
 
 
-def test_idle_process_is_no_data() -> None:
+def test_idle_process_is_no_data(strace_proof: None) -> None:
     code, out, err = finish(zcopy_trace("--json", "--", "sleep", "0.2"))
     assert code == 0, err
     r = json.loads(out)
@@ -207,7 +203,7 @@ def test_idle_process_is_no_data() -> None:
     assert "nothing moved from fd to fd" in r["telltale"]
 
 
-def test_expect_and_errors() -> None:
+def test_expect_and_errors(strace_proof: None) -> None:
     code, _, err = finish(zcopy_trace("--expect", "fast-path", "--", "sleep", "0"))
     assert code == 1 and "expected fast-path, got no-data" in err
     code, _, err = finish(zcopy_trace("--", "no-such-command-zcopy"))
@@ -223,7 +219,7 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return finish(proc)
 
 
-def test_http_server_is_user_space(big_file: Path, tmp_path: Path) -> None:
+def test_http_server_is_user_space(big_file: Path, tmp_path: Path, strace_proof: None) -> None:
     port = free_port()
     report = tmp_path / "r.json"  # the server prints to stdout too
     proc = zcopy_trace(
@@ -241,8 +237,7 @@ def test_http_server_is_user_space(big_file: Path, tmp_path: Path) -> None:
     assert "file -> socket" in r["telltale"]
 
 
-def test_zcopy_serve_is_fast_path(big_file: Path, tmp_path: Path) -> None:
-    pytest.importorskip("zcopy.serve", reason="zcopy serve is not written yet")
+def test_zcopy_serve_is_fast_path(big_file: Path, tmp_path: Path, strace_proof: None) -> None:
     port = free_port()
     report = tmp_path / "r.json"
     proc = zcopy_trace(
@@ -291,7 +286,7 @@ def attach(backend: str, target: subprocess.Popen[bytes], port: int) -> dict[str
 
 
 def test_attach_follows_children(
-    attach_target: tuple[subprocess.Popen[bytes], int], no_fd_leak: None
+    attach_target: tuple[subprocess.Popen[bytes], int], no_fd_leak: None, strace_proof: None
 ) -> None:
     target, port = attach_target
     r = attach("strace", target, port)
@@ -302,9 +297,7 @@ def test_attach_follows_children(
 
 
 def test_bpftrace_attach(attach_target: tuple[subprocess.Popen[bytes], int]) -> None:
-    why = bpftrace.unavailable_reason()
-    if why is not None:
-        pytest.skip(f"bpftrace backend unavailable: {why}")
+    require_bpftrace()
     target, port = attach_target
     r = attach("bpftrace", target, port)
     assert r["backend"] == "bpftrace"
@@ -315,8 +308,7 @@ def test_bpftrace_attach(attach_target: tuple[subprocess.Popen[bytes], int]) -> 
 
 @pytest.mark.parametrize("backend", ["strace", "bpftrace"])
 def test_in_process_api_leaves_nothing_open(backend: str, no_fd_leak: None) -> None:
-    if backend == "bpftrace" and (why := bpftrace.unavailable_reason()) is not None:
-        pytest.skip(f"bpftrace backend unavailable: {why}")
+    require_bpftrace() if backend == "bpftrace" else require_strace()
     code = "import os; os.write(1, b'x' * (2 << 20))"  # 2 MiB from memory: not payload
     report = trace([sys.executable, "-c", code], backend=backend)
     assert report.backend == backend
@@ -338,7 +330,7 @@ def test_no_tracer_is_a_clear_error(tmp_path: Path) -> None:
         assert words in err and out == ""
 
 
-def test_seconds_stops_a_command_that_would_run_on() -> None:
+def test_seconds_stops_a_command_that_would_run_on(strace_proof: None) -> None:
     code, out, err = finish(zcopy_trace("--json", "--seconds", "0.5", "--", "sleep", "600"), 60)
     assert code == 0, err
     assert json.loads(out)["verdict"] == "no-data"
@@ -364,7 +356,9 @@ for t in threads: t.join()
 """
 
 
-def test_socket_to_socket_splice_counts_each_byte_once(no_fd_leak: None) -> None:
+def test_socket_to_socket_splice_counts_each_byte_once(
+    no_fd_leak: None, strace_proof: None
+) -> None:
     report = trace([sys.executable, "-c", RELAY], backend="strace")
     top = report.flows[0]
     assert (top.label, top.via, top.bytes) == ("socket -> socket", "zero-copy", 4 << 20)

@@ -14,6 +14,7 @@ calls cut short by an exit, and ``->`` inside socket annotations.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -26,6 +27,9 @@ DATA_SYSCALLS = (
     "write", "writev", "pwrite64", "pwritev", "pwritev2",
     "sendto", "sendmsg", "recvfrom", "recvmsg", "send", "recv",
 )
+
+# How long the permission probe may take, then again under load (seconds).
+_PROBE_WAITS = (30.0, 120.0)
 
 # Calls that create a process or thread: traced too, so pids can be grouped into processes.
 PROCESS_SYSCALLS = ("clone", "clone3", "fork", "vfork")
@@ -96,14 +100,48 @@ def parse_lines(lines: Iterable[str]) -> list[Call]:
     return calls
 
 
-def available() -> bool:
-    """Whether strace exists and may trace here (ptrace can be forbidden in containers)."""
+@functools.cache
+def unavailable_reason() -> str | None:
+    """Why strace cannot trace here, or None when it can; probed once per process.
+
+    ptrace can be forbidden (a container without CAP_SYS_PTRACE, or
+    ``kernel.yama.ptrace_scope``). A probe that outlasts its wait says nothing
+    about permission (a loaded machine is slow to start processes): it is tried
+    again with a longer wait, and only a refusal or a second timeout counts.
+
+    >>> unavailable_reason() is None or "strace" in unavailable_reason()
+    True
+    """
     if shutil.which("strace") is None:
-        return False
-    probe = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=none", "true"], capture_output=True, timeout=30
-    )
-    return probe.returncode == 0
+        return "strace is not installed (apt-get install -y strace)"
+    for wait in _PROBE_WAITS:
+        try:
+            probe = subprocess.run(
+                ["strace", "-f", "-qq", "-e", "trace=none", "true"],
+                capture_output=True, text=True, timeout=wait,
+            )
+        except subprocess.TimeoutExpired:
+            continue
+        except OSError as exc:
+            return f"strace cannot be run: {exc}"
+        if probe.returncode == 0:
+            return None
+        said = probe.stderr.strip().splitlines()
+        return (
+            "strace may not trace here (ptrace forbidden: a container without "
+            "CAP_SYS_PTRACE, or kernel.yama.ptrace_scope)"
+            + (f": {said[-1]}" if said else f"; it exited {probe.returncode}")
+        )
+    return f"strace did not finish a trivial trace within {sum(_PROBE_WAITS):.0f} s"
+
+
+def available() -> bool:
+    """Whether strace exists and may trace here (see ``unavailable_reason``).
+
+    >>> available() == (unavailable_reason() is None)
+    True
+    """
+    return unavailable_reason() is None
 
 
 def command(out_path: str, syscalls: Sequence[str] = DATA_SYSCALLS) -> list[str]:
