@@ -44,9 +44,17 @@ TABLE: list[tuple[str, dict[str, str], int, tuple[ByteRange, ...], int | None]] 
     ("HEAD", {"range": "bytes=0-9"}, 200, (), SIZE),  # HEAD never gets a range
     ("GET", {"range": "bytes=9-0"}, 200, WHOLE, SIZE),  # invalid: ignored
     ("GET", {"range": "lines=0-9"}, 200, WHOLE, SIZE),  # another unit: ignored
-    ("GET", {"range": ",".join(["bytes=0-0"] + [f"{i * 10}-{i * 10}"
-                                             for i in range(1, MAX_RANGES + 2)])},
-     200, WHOLE, SIZE),  # over the cap: the whole file once
+    (
+        "GET",
+        {
+            "range": ",".join(
+                ["bytes=0-0"] + [f"{i * 10}-{i * 10}" for i in range(1, MAX_RANGES + 2)]
+            )
+        },
+        200,
+        WHOLE,
+        SIZE,
+    ),  # over the cap: the whole file once
     ("GET", {"range": "bytes=0-9,5-20"}, 206, (ByteRange(0, 20),), 21),  # coalesced
     # If-Range: a strongly matching ETag or the exact date lets the range through
     ("GET", {"range": "bytes=0-9", "if-range": ETAG}, 206, (ByteRange(0, 9),), 10),
@@ -183,9 +191,7 @@ def test_error_page_head_has_no_parts() -> None:
 
 specs = st.lists(
     st.one_of(
-        st.tuples(st.integers(0, 1200), st.integers(0, 1200)).map(
-            lambda t: f"{min(t)}-{max(t)}"
-        ),
+        st.tuples(st.integers(0, 1200), st.integers(0, 1200)).map(lambda t: f"{min(t)}-{max(t)}"),
         st.integers(0, 1200).map(lambda a: f"{a}-"),
         st.integers(0, 1200).map(lambda n: f"-{n}"),
     ),

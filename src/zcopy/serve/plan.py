@@ -18,6 +18,7 @@ parts, and never a range (a range of nothing is meaningless).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -80,6 +81,24 @@ class Representation:
             fields=f"Content-Type: {ctype}\r\n".encode("latin-1") + rest,
             fields_no_type=rest,
             not_modified=headers.validator_fields(etag, mtime),
+        )
+
+    @classmethod
+    def for_file(
+        cls, name: str, st: os.stat_result, *, ctype: str | None = None, etag: str | None = None
+    ) -> Representation:
+        """Describe a file as ``zcopy serve`` would: type from ``name``, ETag from mtime and size.
+
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile(suffix=".txt") as f:
+        ...     rep = Representation.for_file(f.name, os.stat(f.name))
+        >>> rep.ctype, rep.validators.etag.endswith('-0"')
+        ('text/plain; charset=utf-8', True)
+        """
+        return cls.of(
+            ctype or headers.file_content_type(name),
+            etag or headers.make_etag(st.st_mtime_ns, st.st_size),
+            int(st.st_mtime),
         )
 
 

@@ -1,0 +1,150 @@
+"""``StaticFiles``: a directory as an ASGI app, on the planner and the roads ``FileResponse`` uses.
+
+Request-target to file is ``zcopy serve``'s own code: ``serve.paths`` splits
+the raw path before percent-decoding and refuses ``..`` above the root,
+encoded slashes, NULs and (unless allowed) dotfiles; ``serve.files.open_under``
+opens without blocking on a FIFO and checks where the opened fd really is, so
+a symlink swapped in after the check cannot lead outside the directory.
+A directory is answered by its ``index.html`` (after a redirect that adds the
+slash), never by a listing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from urllib.parse import quote
+
+from ..serve.files import Refused, open_under
+from ..serve.paths import BadTarget, parse_target
+from ..serve.plan import Plan, Representation, error_page, plan_file
+from .delivery import deliver
+from .facts import method, request_fields
+from .types import Receive, Scope, Send
+
+ALLOW = b"Allow: GET, HEAD\r\n"
+
+
+def route_target(scope: Scope) -> str:
+    """The request-target below this app's mount point, still percent-encoded.
+
+    The raw path is used when the server gives one, so an encoded slash stays
+    encoded for ``parse_target`` to refuse; the mount prefix (``root_path``) is cut off.
+
+    >>> route_target({"path": "/static/a b", "raw_path": b"/static/a%20b", "root_path": "/static",
+    ...     "query_string": b"v=1"})
+    '/a%20b?v=1'
+    >>> route_target({"path": "/static/a/b", "root_path": "/static"})
+    '/a/b'
+    """
+    root = str(scope.get("root_path", ""))
+    raw = scope.get("raw_path")
+    target: str | None = None
+    if raw is not None:
+        raw_s = bytes(raw).decode("latin-1")
+        prefix = quote(root)
+        if raw_s.startswith(prefix):
+            target = raw_s[len(prefix) :]
+    if target is None:
+        path = str(scope.get("path", "/"))
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        target = quote(path, errors="surrogateescape")
+    if not target.startswith("/"):
+        target = "/" + target
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    return f"{target}?{query}" if query else target
+
+
+class StaticFiles:
+    """Serve the files under ``directory`` (GET and HEAD), with ranges and preconditions.
+
+    >>> import asyncio, tempfile
+    >>> sent = []
+    >>> async def send(message):
+    ...     sent.append(message)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = open(os.path.join(d, "a.txt"), "w").write("hi")
+    ...     app = StaticFiles(d)
+    ...     for path in ("/a.txt", "/../etc/passwd", "/.hidden"):
+    ...         asyncio.run(app({"type": "http", "method": "GET", "path": path}, None, send))
+    >>> [m["status"] for m in sent if m["type"] == "http.response.start"]
+    [200, 400, 404]
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        follow_symlinks: bool = False,
+        dotfiles: bool = False,
+        index: str | None = "index.html",
+    ) -> None:
+        root = os.path.realpath(os.fspath(directory))
+        if not os.path.isdir(root):
+            raise ValueError(f"StaticFiles: {os.fspath(directory)!r} is not a directory")
+        self.root = root
+        self.follow_symlinks = follow_symlinks
+        self.dotfiles = dotfiles
+        self.index = index
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request (and lifespan, when mounted as the whole app)."""
+        kind = scope.get("type")
+        if kind == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if kind != "http":
+            await send({"type": "websocket.close", "code": 1000})  # a refusal before accept
+            return
+        verb = method(scope)
+        if verb not in ("GET", "HEAD"):
+            await deliver(scope, receive, send, error_page(verb, 405, ALLOW), None, "")
+            return
+        try:
+            target = parse_target(route_target(scope), dotfiles=self.dotfiles)
+        except BadTarget as bad:
+            await deliver(scope, receive, send, error_page(verb, bad.status), None, "")
+            return
+        path = os.path.join(self.root, target.relpath) if target.segments else self.root
+        try:
+            fd, st = open_under(self.root, path, self.follow_symlinks)
+            if stat.S_ISDIR(st.st_mode):
+                os.close(fd)
+                if target.segments and not target.slash:
+                    moved = self._redirect(scope, verb, target.url_path, target.query)
+                    await deliver(scope, receive, send, moved, None, "")
+                    return
+                if self.index is None:
+                    raise Refused(404, "a directory")
+                path = os.path.join(path, self.index)
+                fd, st = open_under(self.root, path, self.follow_symlinks)
+                if not stat.S_ISREG(st.st_mode):
+                    os.close(fd)
+                    raise Refused(404, "index is not a file")
+        except Refused as refused:
+            await deliver(scope, receive, send, error_page(verb, refused.status), None, "")
+            return
+        with io.FileIO(fd, "rb") as file:
+            rep = Representation.for_file(path, st)
+            plan = plan_file(verb, request_fields(scope), st.st_size, rep)
+            await deliver(scope, receive, send, plan, file, path)
+
+    def _redirect(self, scope: Scope, verb: str, url_path: str, query: str) -> Plan:
+        """301 to the directory's URL with its slash, under the mount point."""
+        location = quote(str(scope.get("root_path", ""))) + url_path + "/"
+        if query:
+            location += "?" + query
+        return error_page(verb, 301, f"Location: {location}\r\n".encode("latin-1"))
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Nothing to start or stop: acknowledge both, so a server's lifespan "on" works."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
