@@ -119,3 +119,65 @@ def test_meta_follows_the_file(tree: Path) -> None:
     coded = metas.get(gz, os.stat(gz), "gzip", 0.5, sidecars=False)
     assert coded.ctype == "text/plain; charset=utf-8"
     assert b"Content-Encoding: gzip" in coded.fields and coded.etag.endswith('-gzip"')
+
+
+@pytest.fixture
+def dotted(tree: Path) -> Path:
+    (tree / ".env").write_bytes(b"SECRET=1")
+    (tree / ".git").mkdir()
+    (tree / ".git" / "config").write_bytes(b"[core]")
+    os.symlink(".env", tree / "envlink")
+    os.symlink(".git", tree / "gitlink")
+    os.symlink(".git/config", tree / "configlink")
+    return tree
+
+
+@pytest.mark.parametrize("name", ["envlink", "gitlink", "gitlink/config", "configlink"])
+def test_dotfile_hidden_by_its_resolved_name(dotted: Path, no_fd_leak: None, name: str) -> None:
+    with pytest.raises(Refused) as info:
+        open_under(str(dotted), str(dotted / name), False)
+    assert info.value.status == 404
+    fd, _ = open_under(str(dotted), str(dotted / name), False, dotfiles=True)
+    os.close(fd)
+
+
+def test_listing_shows_only_what_a_get_serves(dotted: Path, no_fd_leak: None) -> None:
+    os.symlink("nowhere", dotted / "dangling")
+    (dotted / "sub").mkdir()
+    fd = os.open(dotted, os.O_RDONLY)
+    try:
+        listed = {e.name: e for e in OpenFiles(str(dotted), follow_symlinks=False).list_dir(fd)}
+        followed = OpenFiles(str(dotted), follow_symlinks=True, dotfiles=True).list_dir(fd)
+    finally:
+        os.close(fd)
+    # out-link and dir-link leave the root, envlink & co. resolve to dotfiles, fifo is 403
+    assert sorted(listed) == ["in-link", "in.txt", "in.txt.gz", "sub"]
+    assert listed["in-link"].size == 3 and listed["sub"].is_dir
+    assert {e.name for e in followed} >= {"out-link", "dir-link", "envlink", ".env", "gitlink"}
+
+
+def test_out_of_fds_is_503_not_404(tree: Path) -> None:
+    """EMFILE means "try again", never "no such file" (a 404 would be cached)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        with pytest.raises(OSError):
+            while True:
+                held.append(os.open("/dev/null", os.O_RDONLY))
+        with pytest.raises(Refused) as info:
+            open_under(str(tree), str(tree / "in.txt"), False)
+        cache = OpenFiles(str(tree), follow_symlinks=False)
+        os.close(held.pop())  # room for the directory fd, none for scandir's dup
+        dir_fd = os.open(tree, os.O_RDONLY)
+        with pytest.raises(Refused) as listed:
+            cache.list_dir(dir_fd)
+        os.close(dir_fd)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (info.value.status, info.value.fields) == (503, b"Retry-After: 1\r\n")
+    assert listed.value.status == 503

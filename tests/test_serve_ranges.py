@@ -129,3 +129,20 @@ def test_plan_never_amplifies() -> None:
 
 def test_content_range() -> None:
     assert ByteRange(5, 9).content_range(10) == "bytes 5-9/10"
+
+
+@pytest.mark.parametrize(
+    ("value", "count"),
+    [
+        ("bytes=" + ",".join(["-1"] * MAX_RANGES), MAX_RANGES),
+        ("bytes=" + ",".join(["-1"] * (MAX_RANGES + 1)), None),
+        ("bytes=" + ",".join([f"{i}-{i}" for i in range(32)] + ["-1"] * 500), None),
+        ("bytes=" + ",".join(["-1"] * 19_000), None),
+        ("bytes=0-0" + "," * (MAX_RANGES * 2), None),  # empty elements count too
+        ("bytes=0-0" + "," * (MAX_RANGES * 2 - 1), 1),
+    ],
+)
+def test_every_spec_counts_toward_the_cap(value: str, count: int | None) -> None:
+    specs = parse_range(value)
+    assert (None if specs is None else len(specs)) == count
+

@@ -1,24 +1,83 @@
-"""One client connection: its socket, the sink that counts body bytes, its timeout state."""
+"""One client connection: its socket, the sink that counts body bytes, its deadlines.
+
+The connection engine an HTTP/1.1 server loop needs besides its responses, in one
+place so the static server and an application server share it:
+
+* **Deadlines that bytes never extend.** A request head must be complete within
+  ``header`` seconds of the accept, of the end of the previous response (when
+  the next request had already begun), or of its first byte after a keep-alive
+  pause; a request body within ``body`` seconds of its head. A client trickling
+  one byte (or one empty line) at a time gains nothing. An idle keep-alive
+  connection gets ``keepalive`` seconds; a response must make progress every
+  ``send`` seconds. ``Conn.expired`` says which deadline passed; ``sweep``
+  cancels those connections' tasks.
+* **Fairness.** ``Conn.take_turn`` yields to the event loop between two
+  requests that were answered without waiting for the network, so a pipelining
+  client cannot keep other connections from running; ``Conn.count_request``
+  ends a connection after ``max_requests`` requests (nginx's
+  ``keepalive_requests``).
+* **Lingering close.** ``Conn.linger`` shuts the write side, then reads and
+  drops what the client still sends until it closes or ``linger`` seconds
+  pass. Closing with unread input would make the kernel send a RST, which
+  destroys response bytes still queued for the client.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import zcopy
 
-from .parser import RequestReader
+from .parser import Request, RequestReader
 
 RECV_SIZE = 64 * 1024
 
-# Connection states, for the sweeper that enforces the timeouts.
+# Connection states: which deadline applies.
 HEAD = 0  # waiting for (the rest of) a request head
-IDLE = 1  # keep-alive, between requests
+IDLE = 1  # keep-alive, between requests, nothing received yet
 BUSY = 2  # responding
+BODY = 3  # a request head is complete, its body is not
+LINGER = 4  # closing: output shut down, input drained
+
+_REASONS = {
+    HEAD: "header timeout",
+    IDLE: "idle",
+    BODY: "request body timeout",
+    LINGER: "linger",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long each phase of a connection may take (seconds), and how many requests it serves.
+
+    >>> Timeouts().header, Timeouts(header=1).keepalive, Timeouts().max_requests
+    (10.0, 15.0, 1000)
+    """
+
+    header: float = 10.0
+    keepalive: float = 15.0
+    body: float = 60.0
+    send: float = 30.0
+    linger: float = 5.0
+    max_requests: int = 1000
+
+    @property
+    def sweep_interval(self) -> float:
+        """How often ``sweep`` should run: often enough for the shortest timeout.
+
+        >>> Timeouts().sweep_interval, Timeouts(header=0.5).sweep_interval
+        (1.0, 0.25)
+        """
+        shortest = min(self.header, self.keepalive, self.body, self.send, self.linger or 1.0)
+        return max(0.05, min(1.0, shortest / 2))
 
 
 class Conn:
-    """One client connection: its socket, observed sink, and timeout bookkeeping.
+    """One client connection: its socket, observed sink, and deadline bookkeeping.
 
     >>> import asyncio, socket
     >>> a, b = socket.socketpair()
@@ -27,47 +86,132 @@ class Conn:
     ...     b.sendall(b"GET / HTTP/1.1\\r\\n")
     ...     data = await conn.recv()
     ...     conn.close()
-    ...     return data
+    ...     return data, conn.state == HEAD
     >>> asyncio.run(demo()); b.close()
-    b'GET / HTTP/1.1\\r\\n'
+    (b'GET / HTTP/1.1\\r\\n', True)
     """
 
     __slots__ = (
         "deadline",
         "fd",
         "host",
+        "limits",
         "loop",
         "out",
         "reader",
         "reading",
+        "requests",
         "seen",
         "sent",
         "sock",
         "state",
         "task",
         "timed_out",
+        "turn_due",
+        "waited",
         "waiter",
     )
 
-    def __init__(self, sock: socket.socket, host: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        host: str,
+        loop: asyncio.AbstractEventLoop,
+        limits: Timeouts = Timeouts(),
+        reader: RequestReader | None = None,
+    ) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.loop = loop
+        self.limits = limits
         self.reading = False  # our reader callback is registered with the loop
         self.waiter: asyncio.Future[None] | None = None
+        self.waited = False  # the last recv had to wait for the network
+        self.turn_due = False  # a request was answered since this task last yielded
         self.host = host
-        self.reader = RequestReader()
+        self.reader = reader if reader is not None else RequestReader()
+        self.requests = 0
         self.sent = 0  # body bytes, as the fast path reported them
         self.seen = 0  # ``sent`` at the sweeper's last look
-        self.state = HEAD
-        self.deadline = 0.0
         self.timed_out = ""
         self.task: asyncio.Task[None] | None = None
+        # The header deadline runs from the accept, whatever arrives.
+        self.state = HEAD
+        self.deadline = loop.time() + limits.header
         # Every body byte is counted by the copy itself, chunk by chunk.
         self.out = zcopy.observe(sock, self._count)
 
     def _count(self, n: int) -> None:
         self.sent += n
+
+    # deadlines ------------------------------------------------------------------------
+
+    def _enter(self, state: int, seconds: float) -> None:
+        self.state = state
+        self.deadline = self.loop.time() + seconds
+
+    def received(self) -> None:
+        """After received bytes were fed to the reader: start the clock they call for.
+
+        Only a state change sets a deadline; more bytes in the same state never move it.
+        """
+        if self.state == IDLE:
+            self._enter(HEAD, self.limits.header)  # even an empty line starts the head clock
+        if self.state == HEAD and self.reader.in_body:
+            self._enter(BODY, self.limits.body)
+
+    def responding(self) -> None:
+        """A response starts: it must make progress every ``send`` seconds."""
+        self.seen = self.sent
+        self._enter(BUSY, self.limits.send)
+
+    def responded(self) -> None:
+        """All ready requests are answered: wait for the next one (its head or body clock)."""
+        reader = self.reader
+        if reader.in_body:
+            self._enter(BODY, self.limits.body)
+        elif reader.in_head:
+            self._enter(HEAD, self.limits.header)
+        else:
+            self._enter(IDLE, self.limits.keepalive)
+
+    def expired(self, now: float) -> str:
+        """Why this connection is out of time at ``now``, or ``""``.
+
+        A response that sent bytes since the last look gets a fresh ``send`` period.
+        """
+        if self.state == BUSY:
+            if self.sent != self.seen:
+                self.seen = self.sent
+                self.deadline = now + self.limits.send
+                return ""
+            if now > self.deadline:
+                return f"send stalled for {self.limits.send:g}s"
+            return ""
+        if now > self.deadline:
+            return _REASONS[self.state]
+        return ""
+
+    # fairness -------------------------------------------------------------------------
+
+    def count_request(self, req: Request) -> None:
+        """Count a request; the last one ``max_requests`` allows is answered with close."""
+        self.requests += 1
+        if self.requests >= self.limits.max_requests:
+            req.keep_alive = False
+
+    async def take_turn(self) -> None:
+        """Before answering a request: yield once if the previous one never waited.
+
+        A pipelined request answered from buffered input, with a response that
+        fit in the socket buffer, never suspends the task: without this, one
+        client's flood would run to its end before any other connection.
+        """
+        if self.turn_due:
+            await asyncio.sleep(0)
+        self.turn_due = True
+
+    # I/O ------------------------------------------------------------------------------
 
     def _readable(self) -> None:
         waiter = self.waiter
@@ -84,6 +228,7 @@ class Conn:
         Unlike ``loop.sock_recv``, the reader stays registered between
         requests, so a keep-alive connection costs no epoll_ctl per request.
         """
+        self.waited = False
         while True:
             try:
                 return self.sock.recv(RECV_SIZE)
@@ -93,10 +238,28 @@ class Conn:
                 self.loop.add_reader(self.fd, self._readable)
                 self.reading = True
             self.waiter = self.loop.create_future()
+            self.waited = True
+            self.turn_due = False  # waiting for the network gave the others a turn
             try:
                 await self.waiter
             finally:
                 self.waiter = None
+
+    async def linger(self) -> None:
+        """Close gracefully: send FIN, then drop input until EOF, an error or ``linger`` s.
+
+        The ``linger`` deadline is enforced by ``sweep`` (state ``LINGER``),
+        which cancels the task; the caller closes the socket afterwards.
+        """
+        if self.limits.linger <= 0:
+            return
+        self._enter(LINGER, self.limits.linger)
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            while await self.recv():
+                pass
+        except OSError:
+            pass  # reset or already gone: nothing left to protect
 
     def close(self) -> None:
         """Unregister from the loop, then close the socket."""
@@ -104,3 +267,15 @@ class Conn:
             self.loop.remove_reader(self.fd)
             self.reading = False
         self.sock.close()
+
+
+def sweep(conns: Iterable[Conn], now: float) -> None:
+    """Cancel the task of every connection whose deadline passed; note why in ``timed_out``.
+
+    >>> sweep([], 0.0)
+    """
+    for conn in conns:
+        reason = conn.expired(now)
+        if reason and conn.task is not None:
+            conn.timed_out = reason
+            conn.task.cancel()

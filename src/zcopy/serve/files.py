@@ -3,7 +3,11 @@
 ``open_under`` opens with ``O_NONBLOCK`` (a FIFO in the tree must not hang
 the server) and, unless symlinks may be followed, asks the kernel where the
 opened fd really is (``/proc/self/fd``): that check cannot be raced by
-swapping a symlink between a check and the open. ``MetaCache`` keeps a
+swapping a symlink between a check and the open. The same fd-based answer
+hides dotfiles by their resolved name (a symlink ``envlink -> .env`` is as
+hidden as ``.env``), and ``list_dir`` lists a checked directory *fd*, never a
+name that could have been swapped since. Running out of fds or memory is a
+``503`` with ``Retry-After``, never a (cacheable) ``404``. ``MetaCache`` keeps a
 file's header bytes, validators and sidecar list for up to a second, keyed by
 the fd's identity (device, inode, size, mtime), so a changed file is never
 described by stale headers.
@@ -11,12 +15,13 @@ described by stale headers.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
 from dataclasses import dataclass
 
-from . import headers
+from . import headers, listing
 from .conditional import Validators
 from .paths import within_root
 
@@ -29,18 +34,42 @@ _SUFFIX = dict(SIDECARS)
 
 META_TTL = 1.0  # seconds a cached description (and sidecar list) is trusted
 
+# The process or the system ran out of something: the file exists, try again soon.
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+RETRY_AFTER = b"Retry-After: 1\r\n"
+
 
 class Refused(Exception):
-    """The path cannot be served; ``status`` says how to answer (403 or 404).
+    """The path cannot be served; ``status`` says how to answer (403, 404 or 503).
 
-    >>> Refused(404, "no such file").status
-    404
+    ``fields`` are extra header lines for the answer (``Retry-After`` on 503).
+
+    >>> Refused(404, "no such file").status, refused_by(OSError(24, "Too many open files")).fields
+    (404, b'Retry-After: 1\\r\\n')
     """
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, fields: bytes = b"") -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.fields = fields
+
+
+def refused_by(exc: OSError) -> Refused:
+    """How to answer when opening or reading a path failed with ``exc``.
+
+    >>> refused_by(FileNotFoundError(2, "x")).status, refused_by(PermissionError(13, "x")).status
+    (404, 403)
+    >>> refused_by(OSError(23, "Too many open files in system")).status
+    503
+    """
+    if exc.errno in _EXHAUSTED:
+        return Refused(503, f"out of resources ({exc.strerror})", RETRY_AFTER)
+    if isinstance(exc, PermissionError):
+        return Refused(403, "permission denied")
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return Refused(404, "no such file")
+    return Refused(404, f"cannot open ({exc.strerror})")
 
 
 def _real_path(fd: int, path: str) -> str:
@@ -50,8 +79,36 @@ def _real_path(fd: int, path: str) -> str:
         return os.path.realpath(path)
 
 
-def open_under(root: str, path: str, follow_symlinks: bool) -> tuple[int, os.stat_result]:
+def hidden(root: str, real: str) -> bool:
+    """Whether the resolved path names a dotfile (any component under ``root``).
+
+    Outside the root (``--follow-symlinks``) only the file's own name counts.
+
+    >>> hidden("/srv", "/srv/a/.env"), hidden("/srv", "/srv/.git/x"), hidden("/srv", "/srv/a")
+    (True, True, False)
+    >>> hidden("/home/u/.site", "/home/u/.site/a"), hidden("/srv", "/etc/.hide")
+    (False, True)
+    """
+    if within_root(root, real):
+        rel = real[len(root) :]
+        return "/." in rel if rel.startswith("/") else rel.startswith(".") or "/." in rel
+    return os.path.basename(real).startswith(".")
+
+
+def open_under(
+    root: str,
+    path: str,
+    follow_symlinks: bool,
+    *,
+    dotfiles: bool = False,
+    dir_fd: int | None = None,
+) -> tuple[int, os.stat_result]:
     """Open ``path`` (under ``root``) read-only; return (fd, fstat). Raise ``Refused``.
+
+    With ``dir_fd``, ``path`` is a name in that (already checked) directory.
+    The checks run on the opened fd: where it really is (unless symlinks may
+    be followed), whether its resolved name is a dotfile (unless they are
+    shown), and that it is a regular file or a directory.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
@@ -63,20 +120,23 @@ def open_under(root: str, path: str, follow_symlinks: bool) -> tuple[int, os.sta
     404
     """
     try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except (FileNotFoundError, NotADirectoryError):
-        raise Refused(404, "no such file") from None
-    except PermissionError:
-        raise Refused(403, "permission denied") from None
+        fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
-        raise Refused(404, f"cannot open ({exc.strerror})") from None
+        raise refused_by(exc) from None
     try:
         st = os.fstat(fd)
-        if not follow_symlinks and not within_root(root, _real_path(fd, path)):
-            raise Refused(404, "resolves outside the served directory")
+        if not (follow_symlinks and dotfiles):
+            real = _real_path(fd, path)
+            if not follow_symlinks and not within_root(root, real):
+                raise Refused(404, "resolves outside the served directory")
+            if not dotfiles and hidden(root, real):
+                raise Refused(404, "resolves to a dotfile")
         mode = st.st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             raise Refused(403, "not a regular file")
+    except OSError as exc:
+        os.close(fd)
+        raise refused_by(exc) from None
     except BaseException:
         os.close(fd)
         raise
@@ -225,13 +285,20 @@ class OpenFiles:
     True
     """
 
-    __slots__ = ("_map", "follow_symlinks", "max_entries", "root", "ttl")
+    __slots__ = ("_map", "dotfiles", "follow_symlinks", "max_entries", "root", "ttl")
 
     def __init__(
-        self, root: str, *, follow_symlinks: bool, ttl: float = META_TTL, max_entries: int = 512
+        self,
+        root: str,
+        *,
+        follow_symlinks: bool,
+        dotfiles: bool = False,
+        ttl: float = META_TTL,
+        max_entries: int = 512,
     ) -> None:
         self.root = root
         self.follow_symlinks = follow_symlinks
+        self.dotfiles = dotfiles
         self.ttl = ttl
         self.max_entries = max_entries
         self._map: dict[str, Handle] = {}
@@ -245,7 +312,7 @@ class OpenFiles:
                 return h, os.fstat(h.fd)
             del self._map[path]
             self.release(h)
-        fd, st = open_under(self.root, path, self.follow_symlinks)
+        fd, st = open_under(self.root, path, self.follow_symlinks, dotfiles=self.dotfiles)
         regular = stat.S_ISREG(st.st_mode)
         try:
             h = Handle(fd, now + self.ttl, regular)
@@ -259,6 +326,49 @@ class OpenFiles:
             h.refs += 1  # the cache's own reference
             self._map[path] = h
         return h, st
+
+    def list_dir(self, dir_fd: int) -> list[listing.Entry]:
+        """The entries a GET in the checked directory ``dir_fd`` would serve. Raise ``Refused``.
+
+        Read from the fd (``os.scandir(fd)``), never by name: a directory
+        swapped for a symlink after it was checked cannot be listed. A symlink
+        entry is opened and checked like a request for it; what would be
+        refused (outside the root, a dotfile by its resolved name, not a
+        regular file or directory, dangling) is left out, with its size and time.
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     d = os.path.realpath(d)
+        ...     open(os.path.join(d, ".env"), "w").close(); open(os.path.join(d, "a"), "w").close()
+        ...     os.symlink(".env", os.path.join(d, "envlink"))
+        ...     os.symlink("/etc/hostname", os.path.join(d, "out"))
+        ...     fd = os.open(d, os.O_RDONLY)
+        ...     [e.name for e in OpenFiles(d, follow_symlinks=False).list_dir(fd)]
+        ...     os.close(fd)
+        ['a']
+        """
+        try:
+            return listing.scan(dir_fd, self._servable, dotfiles=self.dotfiles)
+        except OSError as exc:
+            refused = refused_by(exc)
+            if refused.status == 404:  # the directory itself went away or broke
+                raise Refused(403, refused.reason) from None
+            raise refused from None
+
+    def _servable(self, dir_fd: int, entry: os.DirEntry[str]) -> os.stat_result | None:
+        st = entry.stat(follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            return st if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) else None
+        try:
+            fd, st = open_under(
+                self.root, entry.name, self.follow_symlinks, dotfiles=self.dotfiles, dir_fd=dir_fd
+            )
+        except Refused as refused:
+            if refused.status == 503:
+                raise OSError(errno.EMFILE, refused.reason) from None
+            return None
+        os.close(fd)
+        return st
 
     def release(self, h: Handle) -> None:
         """Let go of a handle; the fd closes when nobody holds it."""

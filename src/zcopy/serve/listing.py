@@ -1,10 +1,13 @@
-"""Directory listings: ``scan`` reads a directory, ``render`` (pure) escapes it into HTML."""
+"""Directory listings: ``scan`` reads an open directory, ``render`` (pure) escapes it into HTML."""
 
 from __future__ import annotations
 
+import errno
 import html
 import os
+import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -23,26 +26,38 @@ class Entry:
     mtime: float
 
 
-def scan(path: str, *, dotfiles: bool = False) -> list[Entry]:
-    """The entries of a directory, sorted, dotfiles left out unless asked for.
+Check = Callable[[int, os.DirEntry[str]], "os.stat_result | None"]
+
+
+def scan(dir_fd: int, check: Check, *, dotfiles: bool = False) -> list[Entry]:
+    """The entries of the open directory ``dir_fd``, sorted; dotfiles left out unless asked for.
+
+    ``check(dir_fd, entry)`` returns the stat to show, or ``None`` to leave the
+    entry out (what a request for it would refuse). An entry that vanishes
+    meanwhile is left out; running out of fds raises ``OSError``.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
-    ...     open(os.path.join(d, "a"), "w").close()
-    ...     [e.name for e in scan(d)]
+    ...     open(os.path.join(d, "a"), "w").close(); open(os.path.join(d, ".b"), "w").close()
+    ...     fd = os.open(d, os.O_RDONLY)
+    ...     [e.name for e in scan(fd, lambda fd, e: e.stat())]
+    ...     os.close(fd)
     ['a']
     """
     entries = []
-    with os.scandir(path) as it:
+    with os.scandir(dir_fd) as it:
         for de in it:
             if de.name.startswith(".") and not dotfiles:
                 continue
             try:
-                st = de.stat()  # follows symlinks: a dangling one is left out
-                is_dir = de.is_dir()
-            except OSError:
+                st = check(dir_fd, de)
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+                    raise
                 continue
-            entries.append(Entry(de.name, is_dir, st.st_size, st.st_mtime))
+            if st is None:
+                continue
+            entries.append(Entry(de.name, stat.S_ISDIR(st.st_mode), st.st_size, st.st_mtime))
     entries.sort(key=lambda e: (not e.is_dir, e.name))
     return entries
 

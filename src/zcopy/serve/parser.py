@@ -3,13 +3,22 @@
 ``RequestReader.feed`` turns received bytes into complete ``Request`` objects
 (pipelining: one feed may complete several). A request that breaks a rule
 becomes a ``Request`` whose ``error`` is the status to answer before closing:
-400 (malformed), 414 (request line too long), 431 (header fields too large),
-413 (a body on a GET larger than we are willing to discard).
+400 (malformed: also an HTTP/0.9-style request line, a ``Host`` that is not a
+valid authority, ``Transfer-Encoding`` in HTTP/1.0), 414 (request line too
+long), 431 (header fields too large), 413 (a request body larger than we are
+willing to discard), 501 (a method token the parser does not know), 505 (an
+HTTP version other than 1.0 and 1.1).
+
+The reader also says where the connection is, for the timeouts: ``in_head``
+(part of a head has arrived), ``in_body`` (a head is complete, its body is
+not), and ``continue_due`` (the client waits for ``100 Continue``).
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
+from collections.abc import Callable
 
 import httptools
 
@@ -18,6 +27,14 @@ MAX_FIELD = 8190  # one header field line
 MAX_HEAD = 64 * 1024  # all header fields together (about: counted per received chunk)
 MAX_FIELDS = 100
 MAX_DISCARD = 1 << 20  # request body bytes we read and drop before giving up
+MAX_LINE_PROBE = 16 * 1024  # bytes watched for a version-less (HTTP/0.9) first request line
+
+# RFC 9110 §7.2 / RFC 3986 §3.2: uri-host [ ":" port ]; an empty value is allowed
+# (RFC 9112 §3.2: the target URI has no authority).
+_HOST = re.compile(
+    r"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]"
+    r"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
+)
 
 # The only fields the server looks at; the rest are parsed and dropped.
 WANTED = frozenset(
@@ -34,6 +51,29 @@ WANTED = frozenset(
         b"user-agent",
     }
 )
+# A complete request line: method token, target, version (RFC 9112 §3).
+_REQUEST_LINE = re.compile(rb"(?m)^([!#$%&'*+.^_`|~0-9A-Za-z-]+) [^ \r\n]+ HTTP/[0-9]\.[0-9]\r?$")
+# Methods httptools parses; a request line with any other token is a 501, not garbage.
+_PARSED_METHODS = frozenset(
+    b"GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PROPFIND PROPPATCH MKCOL COPY MOVE "
+    b"LOCK UNLOCK SEARCH PURGE".split()
+)
+
+# Fields that mean nothing twice. A repeated ``Range`` is dropped (the whole
+# representation is sent: ignoring Range is always allowed, RFC 9110 §14.2); a
+# repeated ``Host`` is a 400 (RFC 9112 §3.2).
+_SINGLE = frozenset({"host", "range"})
+
+
+def valid_host(value: str) -> bool:
+    """Whether a ``Host`` field value is a valid authority (RFC 9112 §3.2, RFC 3986 §3.2).
+
+    >>> valid_host("example.com:8080"), valid_host("[::1]:80"), valid_host("")
+    (True, True, True)
+    >>> valid_host("a b"), valid_host("a/b"), valid_host("h:80x"), valid_host("x@y")
+    (False, False, False, False)
+    """
+    return _HOST.fullmatch(value) is not None
 
 
 class Request:
@@ -65,8 +105,16 @@ class _LimitExceeded(Exception):
     pass
 
 
+BodySink = Callable[[Request, bytes], None]
+
+
 class RequestReader:
     """Feed bytes in, take complete requests out of ``ready``.
+
+    Request bodies are read and dropped up to ``max_body`` bytes, unless
+    ``on_body`` is given: then every chunk goes to it as it arrives (an
+    application server streams uploads this way), and ``on_head`` sees each
+    request as soon as its head is complete and valid.
 
     >>> r = RequestReader()
     >>> r.feed(b"GET /a HTTP/1.1\\r\\nHost: h\\r\\n\\r\\nGET /b HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n")
@@ -76,22 +124,43 @@ class RequestReader:
 
     __slots__ = (
         "_body",
+        "_clen",
         "_cur",
+        "_expect",
         "_fields",
         "_head",
         "_hosts",
         "_parser",
+        "_probe",
         "_raw",
+        "_repeated",
+        "_te",
         "_url",
+        "body_sink",
         "broken",
+        "continue_due",
+        "head_sink",
+        "in_body",
         "in_head",
+        "max_body",
         "ready",
     )
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        max_body: int = MAX_DISCARD,
+        on_head: Callable[[Request], None] | None = None,
+        on_body: BodySink | None = None,
+    ) -> None:
         self.ready: deque[Request] = deque()
         self.in_head = False  # part of a request head has arrived, not all of it
+        self.in_body = False  # a head is complete, its body is not
+        self.continue_due = False  # the head asked for 100 Continue and the body is awaited
         self.broken = False  # an error request was queued: feed nothing more
+        self.max_body = max_body
+        self.head_sink = on_head
+        self.body_sink = on_body
         self._cur = Request()
         self._url = bytearray()
         self._fields = 0
@@ -99,6 +168,12 @@ class RequestReader:
         self._body = 0
         self._hosts = 0
         self._raw = 0
+        self._clen = -1
+        self._te = False
+        self._expect = False
+        self._repeated = False
+        # Bytes of the first request line, until its version is known (None: done watching).
+        self._probe: bytearray | None = bytearray()
         self._parser = httptools.HttpRequestParser(self)
 
     # httptools callbacks -------------------------------------------------------------
@@ -108,6 +183,8 @@ class RequestReader:
         self._cur = Request()
         self._url.clear()
         self._fields = self._head = self._body = self._hosts = self._raw = 0
+        self._clen = -1
+        self._te = self._expect = self._repeated = False
         self.in_head = True
 
     def on_url(self, url: bytes) -> None:
@@ -124,14 +201,27 @@ class RequestReader:
             self._fail(431)
         if self._head > MAX_HEAD:
             self._fail(431)
+        self._probe = None  # a field line: the request line had a version
         key = name.lower()
         if key in WANTED:
             k = key.decode("ascii")
             v = value.decode("latin-1")
             headers = self._cur.headers
+            if k in _SINGLE and k in headers:
+                if k == "host":
+                    self._fail(400)  # RFC 9112 §3.2: exactly one Host
+                self._repeated = True
             if k == "host":
                 self._hosts += 1
+                if not valid_host(v.strip(" \t")):
+                    self._fail(400)
             headers[k] = f"{headers[k]}, {v}" if k in headers else v
+        elif key == b"content-length":
+            self._clen = int(value) if value.isdigit() and len(value) < 19 else -1
+        elif key == b"transfer-encoding":
+            self._te = True
+        elif key == b"expect":
+            self._expect = value.strip().lower() == b"100-continue"
 
     def on_headers_complete(self) -> None:
         """httptools: the head is complete; method, version, keep-alive are known."""
@@ -142,17 +232,38 @@ class RequestReader:
         cur.keep_alive = p.should_keep_alive()
         cur.target = bytes(self._url)
         self.in_head = False
+        self._probe = None
+        if cur.version not in ("1.1", "1.0"):
+            # 0.9: a request line without a version (answered as HTTP/1.1: RFC 9112 §2.3)
+            self._fail(505 if cur.version >= "2" else 400)
         if cur.version == "1.1" and self._hosts != 1:
-            cur.error = 400  # RFC 9112 §3.2: exactly one Host in HTTP/1.1
+            self._fail(400)  # RFC 9112 §3.2: exactly one Host in HTTP/1.1
+        if cur.version == "1.0" and self._te:
+            # RFC 9112 §6.1: the framing cannot be trusted; the connection must close.
+            self._fail(400)
+        if self.body_sink is None and self._clen > self.max_body:
+            self._fail(413)  # no need to read a body we will refuse anyway
+        if self._repeated:
+            del cur.headers["range"]  # documented: a repeated Range is ignored
+        self.in_body = True  # until on_message_complete, which may follow at once
+        # RFC 9110 §10.1.1: an HTTP/1.0 client's Expect is ignored.
+        self.continue_due = self._expect and cur.version == "1.1"
+        if self.head_sink is not None:
+            self.head_sink(cur)
 
     def on_body(self, body: bytes) -> None:
-        """httptools: request body bytes, discarded (413 past the limit)."""
+        """httptools: body bytes, streamed to ``on_body`` or dropped (413 past the limit)."""
+        self.continue_due = False  # the client sent the body without waiting
+        if self.body_sink is not None:
+            self.body_sink(self._cur, body)
+            return
         self._body += len(body)
-        if self._body > MAX_DISCARD:
+        if self._body > self.max_body:
             self._fail(413)
 
     def on_message_complete(self) -> None:
         """httptools: the request is complete: queue it."""
+        self.in_body = self.continue_due = False
         self.ready.append(self._cur)
         if self._cur.error:
             self.broken = True
@@ -175,6 +286,7 @@ class RequestReader:
         if not self.ready or self.ready[-1] is not req:
             self.ready.append(req)
         self.broken = True
+        self.in_head = self.in_body = self.continue_due = False
 
     def feed(self, data: bytes) -> None:
         """Parse received bytes; complete requests (or one error request) land in ``ready``."""
@@ -193,12 +305,38 @@ class RequestReader:
         except httptools.HttpParserCallbackError:
             self._queue_error(self._cur.error or 400)
             return
-        except httptools.HttpParserError:
-            self._queue_error(400)
+        except httptools.HttpParserInvalidMethodError:
+            # RFC 9110 §9.1: a well-formed request with a method we do not know is a 501;
+            # bytes that are no request line at all (a TLS hello, noise) are a 400.
+            lines = _REQUEST_LINE.finditer(data)
+            unknown = any(m[1] not in _PARSED_METHODS for m in lines)
+            self._queue_error(501 if unknown else 400)
             return
+        except httptools.HttpParserError as exc:
+            # "PRI * HTTP/2.0": the HTTP/2 connection preface, spoken without asking first
+            self._queue_error(505 if "PRI" in str(exc) else 400)
+            return
+        if self._probe is not None and self.in_head:
+            self._check_request_line(data)
         if self.in_head:
             # A field still being accumulated inside httptools is invisible to on_header:
             # bound the raw bytes (over-counted by at most the chunk the head began in).
             self._raw += len(data)
             if self._raw > MAX_HEAD + 65536:
                 self._queue_error(414 if len(self._url) > MAX_TARGET else 431)
+
+    def _check_request_line(self, data: bytes) -> None:
+        """An HTTP/0.9-style first request line (``GET /``, no version) gets a prompt 400.
+
+        httptools would wait for header fields after it. Until the version is
+        parsed the parser reports 0.0, so a line end after the (leading empty
+        lines and the) method and target means there was no version. Watched
+        only for a connection's first request: later ones reuse the version field.
+        """
+        probe = self._probe
+        assert probe is not None
+        probe += data
+        if self._parser.get_http_version() != "0.0" or len(probe) > MAX_LINE_PROBE:
+            self._probe = None
+        elif b"\n" in probe.lstrip(b"\r\n"):
+            self._queue_error(400)

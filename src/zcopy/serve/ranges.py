@@ -55,21 +55,31 @@ def parse_range(value: str) -> list[Spec] | None:
     """Parse a ``Range`` header into range-specs; ``None`` if it must be ignored.
 
     Ignored: another unit, a syntax error, ``last < first``, or more than
-    ``MAX_RANGES`` specs. Empty list elements are allowed (RFC 9110 §5.6.1).
+    ``MAX_RANGES`` specs of any form (a suffix ``-N`` counts like ``a-b``).
+    Empty list elements are allowed (RFC 9110 §5.6.1), but count toward the
+    cap too: parsing stops as soon as the header is known to be ignored.
 
     >>> parse_range("bytes=0-99, 200-, -5")
     [(0, 99), (200, None), (None, 5)]
     >>> parse_range("bytes=5-1") is None, parse_range("items=0-1") is None
     (True, True)
+    >>> parse_range("bytes=" + ",".join(["-1"] * (MAX_RANGES + 1))) is None
+    True
     """
     unit, sep, rest = value.partition("=")
     if not sep or unit.strip().lower() != "bytes":
         return None
+    # A bounded split: element MAX_RANGES * 2 + 1 (the unsplit rest) is never looked at.
+    items = rest.split(",", MAX_RANGES * 2)
+    if len(items) > MAX_RANGES * 2:
+        return None
     specs: list[Spec] = []
-    for raw in rest.split(","):
+    for raw in items:
         item = raw.strip(" \t")
         if not item:
             continue
+        if len(specs) == MAX_RANGES:
+            return None
         first_s, dash, last_s = item.partition("-")
         if not dash:
             return None
@@ -86,8 +96,6 @@ def parse_range(value: str) -> list[Spec] | None:
         if last is not None and last < first:
             return None
         specs.append((first, last))
-        if len(specs) > MAX_RANGES:
-            return None
     return specs or None
 
 

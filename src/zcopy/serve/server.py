@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import zcopy
 
 from . import headers, listing
-from .conn import BUSY, HEAD, IDLE, Conn
+from .conn import BODY, HEAD, IDLE, Conn, Timeouts, sweep
 from .files import Meta, MetaCache, OpenFiles, Refused, sidecar_path
 from .log import AccessLog, error
 from .parser import Request
@@ -35,8 +35,7 @@ from .plan import HTML, plan_file
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _TCP_CORK = getattr(socket, "TCP_CORK", 3)
 CORK_MIN = 256 * 1024  # bodies at least this long are sent corked
-LINGER = 2.0  # seconds to drain a client after an error response before closing
-MAX_LINGER_BYTES = 1 << 20
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 STATS_PATH = ("_zcopy", "stats")
 
 
@@ -61,6 +60,24 @@ class Config:
     shutdown_timeout: float = 10.0
     max_connections: int = 1024
     access_log: str | None = None
+    body_timeout: float = 60.0
+    linger_timeout: float = 5.0
+    max_requests: int = 1000
+
+    def timeouts(self) -> Timeouts:
+        """The connection engine's deadlines and request cap.
+
+        >>> Config(".", header_timeout=1).timeouts().header
+        1
+        """
+        return Timeouts(
+            header=self.header_timeout,
+            keepalive=self.keepalive_timeout,
+            body=self.body_timeout,
+            send=self.send_timeout,
+            linger=self.linger_timeout,
+            max_requests=self.max_requests,
+        )
 
 
 class _Close(Exception):
@@ -89,7 +106,11 @@ class Server:
         self.metas = MetaCache()
         # request-target -> (parsed, filesystem path): the same few targets come again and again
         self._targets: dict[bytes, tuple[Target, str]] = {}
-        self.files = OpenFiles(config.root, follow_symlinks=config.follow_symlinks)
+        self.files = OpenFiles(
+            config.root, follow_symlinks=config.follow_symlinks, dotfiles=config.dotfiles
+        )
+        self.limits = config.timeouts()
+        self._accept_errors = 0
         self.dates = headers.DateBlock()
         self.log = AccessLog(config.access_log)
         self.stopping = False
@@ -117,8 +138,11 @@ class Server:
             await acceptor
         self.listener.close()
         for conn in list(self.conns):
-            if conn.state != BUSY and conn.task is not None:
-                conn.task.cancel()  # idle keep-alive or half-sent heads: nothing in flight
+            if conn.state in (IDLE, HEAD, BODY) and conn.task is not None:
+                # Nothing in flight: close, lingering (a request already sent gets a FIN, not a
+                # RST). Responses in flight finish first; lingering closes go on.
+                conn.timed_out = "shutdown"
+                conn.task.cancel()
         tasks = [c.task for c in self.conns if c.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.cfg.shutdown_timeout)
@@ -159,39 +183,42 @@ class Server:
         error(f"stats (pid {os.getpid()}): " + ("; ".join(parts) or "nothing sent yet"))
 
     async def _sweep(self) -> None:
-        """Once a second: enforce header, idle and stalled-send timeouts; flush the log."""
+        """Enforce the connection deadlines (``conn.sweep``); once a second purge and flush."""
         loop = self.loop
         assert loop is not None
-        cfg = self.cfg
+        interval = self.limits.sweep_interval
+        last = loop.time()
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(interval)
             now = loop.time()
-            for conn in list(self.conns):
-                if conn.state == BUSY:
-                    if conn.sent != conn.seen:
-                        conn.seen = conn.sent
-                        conn.deadline = now + cfg.send_timeout
-                    elif now > conn.deadline:
-                        conn.timed_out = f"send stalled for {cfg.send_timeout:g}s"
-                elif now > conn.deadline:
-                    conn.timed_out = "idle" if conn.state == IDLE else "header timeout"
-                if conn.timed_out and conn.task is not None:
-                    conn.task.cancel()
-            self.files.purge(now)
-            self.log.flush()
+            sweep(list(self.conns), now)
+            if now - last >= 1.0:
+                last = now
+                self.files.purge(now)
+                self.log.flush()
 
     async def _accept(self) -> None:
         loop = self.loop
         assert loop is not None
+        pause = 0.0
         while True:
             try:
                 sock, addr = await loop.sock_accept(self.listener)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 continue
-            except OSError as exc:  # EMFILE and friends: back off instead of spinning
-                error(f"accept failed: {exc}")
-                await asyncio.sleep(0.1)
+            except OSError as exc:
+                # EMFILE, ENFILE, ENOBUFS...: the connection stays in the backlog and the
+                # listener stays readable; retrying at once would spin. Back off (up to 1 s)
+                # and say so once per episode, not once per retry.
+                if not pause:
+                    error(f"accept failed: {exc}; backing off until it succeeds")
+                self._accept_errors += 1
+                pause = min(1.0, (pause or 0.025) * 2)
+                await asyncio.sleep(pause)
                 continue
+            if pause:
+                error(f"accept works again after {self._accept_errors} failed attempt(s)")
+                pause, self._accept_errors = 0.0, 0
             sock.setblocking(False)
             if len(self.conns) >= self.cfg.max_connections:
                 self._refuse(sock)
@@ -199,8 +226,7 @@ class Server:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             host = addr[0] if isinstance(addr, tuple) else "-"
-            conn = Conn(sock, host, loop)
-            conn.deadline = loop.time() + self.cfg.header_timeout
+            conn = Conn(sock, host, loop, self.limits)  # the header deadline starts now
             self.conns.add(conn)
             conn.task = loop.create_task(self._run(conn))
 
@@ -220,70 +246,69 @@ class Server:
         # Closing now, with the request unread, would send a RST that can destroy the 503
         # before the client reads it: let the FIN go first, close a little later.
         assert self.loop is not None
-        self.loop.call_later(LINGER, sock.close)
+        self.loop.call_later(max(self.limits.linger, 0.1), sock.close)
         self.log.write("-", "-", 503, len(body), None, None)
 
     # one connection -------------------------------------------------------------------
 
     async def _run(self, conn: Conn) -> None:
-        loop = self.loop
-        assert loop is not None
-        reader, cfg = conn.reader, self.cfg
+        """Serve one connection, then close it: lingering, unless it failed or timed out."""
+        linger = False
         try:
-            while True:
-                while reader.ready:
-                    req = reader.ready.popleft()
-                    conn.state = BUSY
-                    conn.deadline = loop.time() + cfg.send_timeout
-                    if not await self._respond(conn, req):
-                        if req.error:
-                            await self._linger(conn)
-                        return
-                if reader.broken or self.stopping:
-                    return
-                if reader.in_head:
-                    if conn.state != HEAD:
-                        conn.state = HEAD
-                        conn.deadline = loop.time() + cfg.header_timeout
-                else:
-                    conn.state = IDLE
-                    conn.deadline = loop.time() + cfg.keepalive_timeout
-                data = await conn.recv()
-                if not data:
-                    return
-                if conn.state == IDLE:
-                    conn.state = HEAD
-                    conn.deadline = loop.time() + cfg.header_timeout
-                reader.feed(data)
+            linger = await self._exchange(conn)
         except asyncio.CancelledError:
-            if conn.timed_out and conn.timed_out != "idle":
-                error(f"{conn.host}: closing connection: {conn.timed_out}")
+            reason = conn.timed_out
+            linger = reason == "shutdown"
+            if reason and reason not in ("idle", "shutdown", "linger"):
+                error(f"{conn.host}: closing connection: {reason}")
         except (_Close, ConnectionError, TimeoutError):
             pass
         except OSError as exc:
             error(f"{conn.host}: connection error: {exc}")
         except Exception as exc:  # a bug must cost one connection, not the server
             error(f"{conn.host}: internal error: {exc!r}")
+        try:
+            if linger:
+                await conn.linger()
+        except asyncio.CancelledError:
+            pass  # the linger deadline (or the end of shutdown) came first
         finally:
             self.conns.discard(conn)
             conn.close()
 
     async def _linger(self, conn: Conn) -> None:
-        """After an error response, read and drop what the client still sends, then close.
+        """Close ``conn`` lingering now (``Conn.linger``); ``_run`` does it after any close."""
+        await conn.linger()
 
-        Closing with unread request bytes makes the kernel answer with a RST,
-        which can destroy the error response before the client reads it.
+    async def _exchange(self, conn: Conn) -> bool:
+        """Read requests and answer them in order; return whether to close lingering.
+
+        ``False``: the client closed its side with nothing left to answer.
         """
-        with contextlib.suppress(OSError):
-            conn.sock.shutdown(socket.SHUT_WR)
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(LINGER):
-                drained = 0
-                while drained < MAX_LINGER_BYTES:
-                    data = await conn.recv()
-                    if not data:
-                        return
-                    drained += len(data)
+        reader = conn.reader
+        while True:
+            answered = False
+            while reader.ready:
+                req = reader.ready.popleft()
+                await conn.take_turn()
+                conn.count_request(req)
+                conn.responding()
+                if not await self._respond(conn, req):
+                    return True  # Connection: close, HTTP/1.0, an error, the request cap
+                answered = True
+            if reader.broken or self.stopping:
+                return True
+            if answered:
+                conn.responded()
+            if reader.continue_due:
+                # RFC 9110 §10.1.1: the client waits for this before it sends the body.
+                reader.continue_due = False
+                await self._send(conn, CONTINUE, False)
+            data = await conn.recv()
+            if not data:
+                return False
+            reader.feed(data)
+            conn.received()
 
     async def _send(self, conn: Conn, data: bytes, more: bool) -> None:
         """Write a head or framing from memory; MSG_MORE when a body follows."""
@@ -328,11 +353,11 @@ class Server:
         try:
             h, st = self.files.acquire(path, now)
         except Refused as refused:
-            await self._simple(conn, req, refused.status, close=close)
+            await self._simple(conn, req, refused.status, close=close, extra=refused.fields)
             return not close
         try:
             if stat.S_ISDIR(st.st_mode):
-                return await self._directory(conn, req, target, path, close)
+                return await self._directory(conn, req, target, path, h.fd, close)
             if target.slash:
                 await self._simple(conn, req, 404, close=close)
                 return not close
@@ -419,7 +444,7 @@ class Server:
             self._log(conn, req, status, conn.sent - before)
 
     async def _directory(
-        self, conn: Conn, req: Request, target: Target, path: str, close: bool
+        self, conn: Conn, req: Request, target: Target, path: str, dir_fd: int, close: bool
     ) -> bool:
         if not target.slash and target.segments:
             location = target.url_path + "/" + (f"?{target.query}" if target.query else "")
@@ -431,8 +456,10 @@ class Server:
         now = self.loop.time()
         try:
             h, st = self.files.acquire(index, now)
-        except Refused:
-            pass
+        except Refused as refused:
+            if refused.status == 503:  # out of fds: neither the index nor a listing now
+                await self._simple(conn, req, 503, close=close, extra=refused.fields)
+                return not close
         else:
             try:
                 if h.file is not None:
@@ -444,9 +471,9 @@ class Server:
             await self._simple(conn, req, 403, close=close)
             return not close
         try:
-            entries = listing.scan(path, dotfiles=self.cfg.dotfiles)
-        except OSError:
-            await self._simple(conn, req, 403, close=close)
+            entries = self.files.list_dir(dir_fd)  # the checked fd, never the name again
+        except Refused as refused:
+            await self._simple(conn, req, refused.status, close=close, extra=refused.fields)
             return not close
         body = listing.render(target.url_path if target.segments else "/", entries)
         ctype = b"Content-Type: text/html; charset=utf-8\r\n"
