@@ -58,12 +58,22 @@ def test_counters_per_route(tmp_path: Path) -> None:
         "splice": (1, 777),
     }
     assert all(v.syscalls >= 1 for v in s.routes.values())
-    assert s.zero_copy_bytes == len(DATA) + 1000 + 777
+    # One definition of zero-copy (Route.zero_copy): write counts, user space does not.
+    assert s.zero_copy_bytes == len(DATA) + 1000 + 500 + 777
     assert s.fallbacks == {"src-opaque": 1}
     assert "JustReader" in s.fallback_examples["src-opaque"]
     d2 = s.as_dict()
     assert d2["fallbacks"] == {"src-opaque": 1}
     assert d2["routes"]["write"] == {"calls": 1, "bytes": 500, "syscalls": 1}  # type: ignore[index]
+
+
+def test_zero_copy_agrees_with_explain() -> None:
+    """explain() and stats() read one definition: what one calls zero-copy, the other counts."""
+    for dst, src in ((io.BytesIO(), b"abc"), (io.BytesIO(), JustReader(b"abc"))):
+        plan = zcopy.explain(dst, src)
+        zcopy.reset_stats()
+        zcopy.copy(dst, src)
+        assert (zcopy.stats().zero_copy_bytes == 3) is plan.zero_copy
 
 
 def test_fallback_reasons_counted() -> None:

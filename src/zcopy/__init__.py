@@ -8,15 +8,16 @@
 from ._aio import acopy
 from ._copy import STRICT_ENV, copy, explain
 from ._errors import FastPathLost, FastPathWarning
-from ._plan import Plan, Route
+from ._plan import Fallback, Plan, Route
 from ._protocol import Handoff
-from ._relay import relay
+from ._relay import relay, relay_plan
 from ._stats import RouteStats, Stats, reset_stats, stats
 from ._wrappers import Observed, Section, observe, section
 
 __all__ = [
     "STRICT_ENV",
     "FastPathLost",
+    "Fallback",
     "FastPathWarning",
     "Handoff",
     "Observed",
@@ -30,6 +31,7 @@ __all__ = [
     "explain",
     "observe",
     "relay",
+    "relay_plan",
     "reset_stats",
     "section",
     "stats",

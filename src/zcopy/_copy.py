@@ -11,9 +11,9 @@ from typing import Any
 from . import _stats
 from ._endpoint import Endpoint, Kind, resolve
 from ._errors import FastPathLost, FastPathWarning, NotHandled, with_count
-from ._plan import Plan, Route, choose
-from ._transfer import Transfer, Wait, write_all
+from ._plan import Fallback, Plan, Route, choose
 from ._routes import copy_file_range, sendfile, splice, userspace, write
+from ._transfer import Transfer, Wait, write_all
 
 _PUMPS = {
     Route.SENDFILE: sendfile.pump,
@@ -24,6 +24,9 @@ _PUMPS = {
 }
 
 STRICT_ENV = "ZCOPY_REQUIRE_ZERO_COPY"
+
+# A first call that moved nothing: an empty file, or a pseudo-file whose size lies.
+_FIRST_CALL_ZERO = frozenset({Fallback.COPY_FILE_RANGE_ZERO, Fallback.SENDFILE_ZERO_SIZE})
 
 
 def check_count(count: object) -> int | None:
@@ -58,11 +61,23 @@ def explain(dst: object, src: object, count: int | None = None) -> Plan:
 
 
 class Job:
-    """One copy from start to finish: everything copy() and acopy() share."""
+    """One copy from start to finish: everything copy() and acopy() share.
+
+    ``kernel`` and ``bufsize`` are passed on to the ``Transfer`` (see there).
+    """
 
     __slots__ = ("plan", "ran", "site", "strict", "t", "why")
 
-    def __init__(self, dst: object, src: object, count: object, require_zero_copy: bool | None):
+    def __init__(
+        self,
+        dst: object,
+        src: object,
+        count: object,
+        require_zero_copy: bool | None,
+        *,
+        kernel: Any = os,
+        bufsize: int | None = None,
+    ):
         count = check_count(count)
         src_ep = resolve(src, "src")
         dst_ep = resolve(dst, "dst")
@@ -79,54 +94,50 @@ class Job:
             remaining = src_ep.limit if remaining is None else min(remaining, src_ep.limit)
         if dst_ep.limit is not None:
             remaining = dst_ep.limit if remaining is None else min(remaining, dst_ep.limit)
-        self.t = Transfer(src_ep, dst_ep, remaining, _start_offset(src_ep))
+        self.t = Transfer(src_ep, dst_ep, remaining, _start_offset(src_ep), kernel, bufsize)
         if dst_ep.flush_first is not None:
             dst_ep.flush_first.flush()
         if src_ep.flush_first is not None:
             src_ep.flush_first.flush()
 
     def steps(self) -> Generator[Wait, None, None]:
-        """Run the planned route, then each fallback the kernel forces, as one generator."""
+        """Walk the plan's routes: the first, then the next each time the kernel refuses one."""
         t = self.t
-        if t.src.readahead is not None and t.remaining != 0:
-            yield from _drain_readahead(t)
-        if self.plan.fallback_code is not None:
-            _stats.record_fallback(self.plan.fallback_code, str(self.plan))
-            self.why = str(self.plan)
-            _warn(str(self.plan))
-        self.ran = self.plan.route
+        plan = self.plan
+        if plan.fallback_code is not None:
+            self._fell_back(plan.fallback_code, str(plan))
         try:
-            try:
-                yield from _PUMPS[self.ran](t)
-            except NotHandled as refusal:
-                yield from self._fall_back(refusal)
+            if t.src.readahead is not None and t.remaining != 0:
+                yield from _drain_readahead(t)
+            for i, route in enumerate(plan.routes):
+                self.ran = route
+                try:
+                    yield from _PUMPS[route](t)
+                    return
+                except NotHandled as refusal:
+                    if refusal.code in _FIRST_CALL_ZERO and _confirm_empty(t):
+                        return  # an honest empty file: nothing to copy, nothing lost
+                    # The plan ends with user space, which never refuses.
+                    then = plan.routes[i + 1]
+                    reason = f"{then.label}: {refusal.reason}"
+                    if self.strict and not then.zero_copy:
+                        raise with_count(FastPathLost(reason), t.moved) from refusal
+                    self._fell_back(refusal.code, reason, warn=not then.zero_copy)
         finally:
+            # A result stored but not yet accounted for (a signal handler raised
+            # right after the syscall) is accounted for here, on every exit.
+            t.settle()
             # A copy cut short by an error or a cancellation still moved its bytes,
             # and they are counted under the route that was running.
             _stats.record(self.ran.value, t.moved, t.syscalls)
             if _stats.listeners:
-                _stats.notify(self.ran.value, t.moved, self.why or str(self.plan), self.site)
+                _stats.notify(self.ran.value, t.moved, self.why or str(plan), self.site)
 
-    def _fall_back(self, refusal: NotHandled) -> Generator[Wait, None, None]:
-        """The kernel refused at the first call: try the next route, user space last."""
-        t = self.t
-        if refusal.code.startswith("copy_file_range"):
-            self.ran = Route.SENDFILE
-            try:
-                yield from sendfile.pump(t)
-                return
-            except NotHandled as again:
-                refusal = again
-        if refusal.code == "sendfile-zero-size" and _confirm_empty(t):
-            return  # an honest empty file: nothing to copy, nothing lost
-        reason = f"user space: {refusal.reason}"
-        if self.strict:
-            raise FastPathLost(reason)
-        _stats.record_fallback(refusal.code, reason)
+    def _fell_back(self, code: Fallback, reason: str, warn: bool = True) -> None:
+        _stats.record_fallback(code, reason)
         self.why = reason
-        _warn(reason)
-        self.ran = Route.USERSPACE
-        yield from userspace.pump(t)
+        if warn:
+            _warn(reason)
 
     def finish(self) -> None:
         """Move the file positions the way a read()/write() loop would have."""
@@ -191,7 +202,8 @@ def _confirm_empty(t: Transfer) -> bool:
 
 
 def _warn(reason: str) -> None:
-    warnings.warn(reason, FastPathWarning, stacklevel=4)
+    # _warn, _fell_back, Job.steps, run, copy: the caller of copy() is six frames up.
+    warnings.warn(reason, FastPathWarning, stacklevel=6)
 
 
 class _Poller:
@@ -221,6 +233,7 @@ def copy(
     count: int | None = None,
     *,
     require_zero_copy: bool | None = None,
+    buffer_size: int | None = None,
 ) -> int:
     """Copy from src to dst until src's EOF, or ``count`` bytes; return the bytes copied.
 
@@ -228,8 +241,11 @@ def copy(
     it must. With ``require_zero_copy=True`` (or ``ZCOPY_REQUIRE_ZERO_COPY=1``
     in the environment) a copy that would fall back raises ``FastPathLost``
     before moving a byte. An error after bytes moved propagates with
-    ``exc.bytes_copied`` set. A file source's position advances by exactly the
-    bytes copied; a ``section`` leaves it alone.
+    ``exc.bytes_copied`` set to what dst received, also when a signal
+    handler raises mid-copy (``docs/design.md``, Guarantees). A file source's
+    position advances by exactly the bytes copied; a ``section`` leaves it
+    alone. ``buffer_size`` sizes the buffer of the user-space route, if it
+    runs (default 1 MiB), as ``shutil.copyfileobj``'s ``length`` does.
 
     Bad input is refused before a byte moves: a text-mode file (``TypeError``),
     a closed file, socket or fd (``ValueError``), a negative count
@@ -250,7 +266,11 @@ def copy(
     >>> zcopy.copy(out, io.BytesIO(b"hello world"), 5), out.getvalue()
     (5, b'hello')
     """
-    job = Job(dst, src, count, require_zero_copy)
+    return run(Job(dst, src, count, require_zero_copy, bufsize=_check_size(buffer_size)))
+
+
+def run(job: Job) -> int:
+    """Drive a job to its end with poll(); the blocking half of ``copy()``."""
     steps = job.steps()
     poller: _Poller | None = None  # built on the first EAGAIN: most copies never wait
     try:
@@ -261,8 +281,18 @@ def copy(
     except BaseException as exc:
         steps.close()
         job.finish()
-        if not isinstance(exc, FastPathLost):
+        if not isinstance(exc, FastPathLost):  # it carries its own count
             with_count(exc, job.t.moved)
         raise
     job.finish()
     return job.t.moved
+
+
+def _check_size(size: object) -> int | None:
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"buffer_size must be an int or None, not {type(size).__name__}")
+    if size <= 0:
+        raise ValueError(f"buffer_size must be > 0, got {size}")
+    return size

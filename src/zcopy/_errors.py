@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._plan import Fallback
+
 
 class FastPathLost(RuntimeError):
     """Raised in strict mode when a copy would leave the kernel's fast path.
 
-    Nothing has been moved when it is raised. ``reason`` says why the fast
-    path is not available, in the words ``explain()`` uses.
+    ``reason`` says why the fast path is not available, in the words
+    ``explain()`` uses. It is raised before a byte moves whenever the plan
+    already says so; when the kernel refuses at run time after a buffered
+    reader's read-ahead went out first, ``bytes_copied`` says how many did.
 
     >>> import io, zcopy
+    >>> class JustReader:
+    ...     def read(self, n=-1): return b""
     >>> try:
-    ...     zcopy.copy(io.BytesIO(), io.StringIO("x"), require_zero_copy=True)
-    ... except TypeError:
-    ...     pass  # text is refused before strict mode is even asked
+    ...     zcopy.copy(io.BytesIO(), JustReader(), require_zero_copy=True)
+    ... except zcopy.FastPathLost as exc:
+    ...     print(exc.bytes_copied, exc.reason.startswith("user space: src JustReader"))
+    0 True
     """
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"zero-copy required but unavailable: {reason}")
         self.reason = reason
+        self.bytes_copied = 0
 
 
 class FastPathWarning(RuntimeWarning):
@@ -33,17 +44,16 @@ class FastPathWarning(RuntimeWarning):
 
 
 class NotHandled(Exception):
-    """A route declined: nothing was consumed from the source (or what was, was delivered).
+    """A route declined on its first call: nothing it took from the source is lost.
 
-    ``moved`` is the number of bytes the route delivered before it had to give
-    up (only ever non-zero when the route salvaged bytes it had already taken).
+    ``code`` says why; the job tries the plan's next route. Bytes a route had
+    already taken (splice's pipe) were delivered before it raised.
     """
 
-    def __init__(self, code: str, reason: str, moved: int = 0) -> None:
+    def __init__(self, code: Fallback, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
-        self.moved = moved
 
 
 def with_count(exc: BaseException, copied: int) -> BaseException:

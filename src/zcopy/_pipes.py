@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import struct
+import termios
 import threading
 
 _WANT = 1 << 20
@@ -52,8 +54,27 @@ def acquire() -> Pipe:
     return Pipe()
 
 
+def unread(pipe: Pipe) -> int:
+    """Bytes sitting in the pipe, as the kernel counts them (FIONREAD).
+
+    >>> p = acquire(); os.write(p.w, b"abc"), unread(p)
+    (3, 3)
+    >>> before = idle_count(); release(p); idle_count() == before, p.r  # closed, not pooled
+    (True, -1)
+    """
+    return int(struct.unpack("i", fcntl.ioctl(pipe.r, termios.FIONREAD, b"\0\0\0\0"))[0])
+
+
 def release(pipe: Pipe) -> None:
-    """Return an empty pipe to the pool."""
+    """Return a pipe to the pool if the kernel says it is empty, else close it.
+
+    The route's own count of what the pipe holds is not trusted: a signal
+    handler that raised between a splice and its bookkeeping would leave bytes
+    behind, and they must never reach another copy.
+    """
+    if unread(pipe):
+        pipe.close()
+        return
     with _lock:
         if len(_idle) < _MAX_IDLE:
             _idle.append(pipe)

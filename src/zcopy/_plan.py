@@ -11,7 +11,11 @@ from ._endpoint import Endpoint, Kind
 
 
 class Route(enum.Enum):
-    """How the bytes move. Every route but ``USERSPACE`` keeps them out of Python."""
+    """How the bytes move. Every route but ``USERSPACE`` keeps them out of Python.
+
+    >>> [r.value for r in Route if r.zero_copy]
+    ['sendfile', 'splice', 'copy_file_range', 'write']
+    """
 
     SENDFILE = "sendfile"
     SPLICE = "splice"
@@ -21,13 +25,41 @@ class Route(enum.Enum):
 
     @property
     def zero_copy(self) -> bool:
-        """True for the routes that never bounce bytes through a user-space buffer."""
+        """True for the routes that never bounce bytes through a user-space buffer.
+
+        The one definition: ``explain().zero_copy``, strict mode and
+        ``Stats.zero_copy_bytes`` all read it. ``WRITE`` counts: its bytes are
+        already in memory and reach the kernel with one write, no extra copy.
+        """
         return self is not Route.USERSPACE
 
     @property
     def label(self) -> str:
         """The route in words, as ``explain()`` prints it."""
         return "user space" if self is Route.USERSPACE else self.value
+
+
+class Fallback(enum.StrEnum):
+    """Why a copy left the route it would have taken: the codes ``stats().fallbacks`` counts.
+
+    A plan made by ``choose()`` carries one when the pair has no kernel route;
+    a route that the kernel refuses on its first call raises ``NotHandled``
+    with one, and the job moves on to the plan's next route.
+
+    >>> Fallback.SRC_OPAQUE == "src-opaque"
+    True
+    """
+
+    PLATFORM = "platform"  # not Linux
+    SRC_OPAQUE = "src-opaque"  # src has no fd zcopy may trust (a wrapper, TLS, ...)
+    DST_OPAQUE = "dst-opaque"
+    DST_APPEND = "dst-append"  # O_APPEND: sendfile, splice and copy_file_range refuse it
+    NO_SPLICE = "no-splice"  # the caller turned splice off (relay(splice=False))
+    COPY_FILE_RANGE_REFUSED = "copy_file_range-refused"
+    COPY_FILE_RANGE_ZERO = "copy_file_range-zero"  # a silent 0 on the first call
+    SENDFILE_REFUSED = "sendfile-refused"
+    SENDFILE_ZERO_SIZE = "sendfile-zero-size"  # size 0 and nothing sent: /proc, /sys
+    SPLICE_REFUSED = "splice-refused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +80,7 @@ class Plan:
     routes: tuple[Route, ...]
     src: str
     dst: str
-    fallback_code: str | None = None
+    fallback_code: Fallback | None = None
 
     @property
     def zero_copy(self) -> bool:
@@ -62,7 +94,7 @@ class Plan:
 _LINUX = sys.platform.startswith("linux") and hasattr(os, "splice")
 
 
-def _userspace(src: Endpoint, dst: Endpoint, code: str, why: str) -> Plan:
+def _userspace(src: Endpoint, dst: Endpoint, code: Fallback, why: str) -> Plan:
     return Plan(Route.USERSPACE, why, (Route.USERSPACE,), src.label, dst.label, code)
 
 
@@ -78,14 +110,14 @@ def choose(src: Endpoint, dst: Endpoint) -> Plan:
         )
     if not _LINUX:
         why = f"zero-copy routes are Linux-only (this is {sys.platform})"
-        return _userspace(src, dst, "platform", why)
+        return _userspace(src, dst, Fallback.PLATFORM, why)
     if src.opaque:
-        return _userspace(src, dst, "src-opaque", src.opaque)
+        return _userspace(src, dst, Fallback.SRC_OPAQUE, src.opaque)
     if dst.opaque:
-        return _userspace(src, dst, "dst-opaque", dst.opaque)
+        return _userspace(src, dst, Fallback.DST_OPAQUE, dst.opaque)
     if dst.append:
         return _userspace(
-            src, dst, "dst-append",
+            src, dst, Fallback.DST_APPEND,
             f"dst {dst.label} is opened O_APPEND, "
             "which sendfile, splice and copy_file_range refuse",
         )

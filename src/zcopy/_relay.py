@@ -19,10 +19,10 @@ from . import _stats
 from ._aio import Stepper, _check_nonblocking
 from ._copy import Job, explain
 from ._errors import FastPathLost
-from ._plan import Plan, Route
+from ._plan import Fallback, Plan, Route
 from ._wrappers import observe
 
-NO_SPLICE = "no-splice"
+NO_SPLICE = Fallback.NO_SPLICE
 _NO_SPLICE_WHY = "splice turned off by the caller (relay(splice=False), zcopy proxy --no-splice)"
 
 # SO_LINGER {on, 0 s}: close() then sends RST instead of FIN, so a reset on one
@@ -34,7 +34,7 @@ def relay_plan(dst: socket.socket, src: socket.socket, *, splice: bool = True) -
     """The route ``relay()`` takes from src to dst, and why (``explain()`` for a relay).
 
     >>> import socket, zcopy
-    >>> from zcopy._relay import relay_plan
+    >>> from zcopy import relay_plan
     >>> a, b = socket.socketpair()
     >>> relay_plan(a, b).route.value, relay_plan(a, b, splice=False).route.value
     ('splice', 'userspace')

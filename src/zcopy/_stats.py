@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ._plan import Fallback, Route
+
 
 @dataclass(frozen=True, slots=True)
 class RouteStats:
@@ -39,10 +41,12 @@ class Stats:
 
     @property
     def zero_copy_bytes(self) -> int:
-        """Bytes moved by sendfile, splice and copy_file_range."""
-        return sum(
-            r.bytes for name, r in self.routes.items() if name not in ("userspace", "write")
-        )
+        """Bytes moved by the routes ``Route.zero_copy`` names (all but user space).
+
+        >>> Stats(routes={"write": RouteStats(1, 3, 1)}).zero_copy_bytes
+        3
+        """
+        return sum(r.bytes for name, r in self.routes.items() if Route(name).zero_copy)
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict for JSON output."""
@@ -73,10 +77,11 @@ def record(route: str, nbytes: int, syscalls: int) -> None:
             entry[2] += syscalls
 
 
-def record_fallback(code: str, reason: str) -> None:
+def record_fallback(code: Fallback, reason: str) -> None:
+    key = code.value  # plain str keys: stats() and its JSON read as they always did
     with _lock:
-        _fallbacks[code] = _fallbacks.get(code, 0) + 1
-        _examples[code] = reason
+        _fallbacks[key] = _fallbacks.get(key, 0) + 1
+        _examples[key] = reason
 
 
 def stats() -> Stats:

@@ -5,6 +5,13 @@ bytes with non-blocking-safe syscalls, yields a ``Wait`` when the kernel says
 EAGAIN, and either finishes (``t.moved`` is the truth) or raises
 ``NotHandled`` having consumed nothing it did not deliver. The same generator
 is driven by ``copy()`` (poll) and ``acopy()`` (the asyncio loop).
+
+A syscall that delivers bytes to dst runs as ``t.box.extend(map(call, ...))``:
+``map`` calls it from C and ``list.extend`` stores its result before any
+bytecode runs, so a Python signal handler that raises right after the kernel
+returned (CPython runs handlers between bytecodes) cannot lose the count.
+``settle()`` then accounts for what the box holds; the job settles once more
+on every exit, so a result stored but not yet accounted for is never lost.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Generator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ._endpoint import Endpoint
 
@@ -24,19 +31,44 @@ class Wait(NamedTuple):
     what: str
 
 
-# errno values with which the kernel refuses a route for this pair of fds.
-REFUSED = frozenset(
-    {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV, errno.EBADF, errno.ESPIPE}
-)
+# errno values with which the kernel refuses a route for this pair of fds, on
+# its first call, before any byte moved (as Go's internal/poll tells "not
+# supported" from a failure): the next route of the plan is tried.
+REFUSED = frozenset({
+    errno.EINVAL,  # this fd has no splice/sendfile support (procfs, some char devices), bad flags
+    errno.ENOSYS,  # the syscall is not in this kernel (copy_file_range before 4.5, seccomp)
+    errno.EOPNOTSUPP,  # the filesystem or socket family does not implement the operation
+    errno.EXDEV,  # copy_file_range across filesystems of different types (5.19+)
+    errno.EBADF,  # an fd the kernel cannot use this way (an O_PATH fd, the wrong access mode)
+    errno.ESPIPE,  # an offset was given for an fd that cannot seek
+})
 
 # The largest single sendfile/copy_file_range request (Linux caps at 2 GiB - 4 KiB).
 BIG = 1 << 30
 
 
 class Transfer:
-    __slots__ = ("dst", "moved", "observers", "offset", "remaining", "src", "start", "syscalls")
+    """One copy's running state: what moved, what is left, where the source is read.
 
-    def __init__(self, src: Endpoint, dst: Endpoint, remaining: int | None, offset: int | None):
+    ``kernel`` is where the routes find their syscalls (``os`` unless a test
+    passes a table that fails on cue); ``bufsize`` sizes the user-space route's
+    buffer (None: its default).
+    """
+
+    __slots__ = (
+        "box", "bufsize", "dst", "kernel", "moved", "observers", "offset", "remaining", "src",
+        "start", "syscalls",
+    )
+
+    def __init__(
+        self,
+        src: Endpoint,
+        dst: Endpoint,
+        remaining: int | None,
+        offset: int | None,
+        kernel: Any = os,
+        bufsize: int | None = None,
+    ):
         self.src = src
         self.dst = dst
         self.remaining = remaining  # None: until EOF
@@ -44,20 +76,40 @@ class Transfer:
         self.start = offset or 0
         self.moved = 0  # bytes delivered to dst
         self.syscalls = 0
+        self.box: list[int] = []  # a delivering syscall's result, stored from C (see above)
+        self.kernel: Any = kernel
+        self.bufsize = bufsize
         self.observers: tuple[Callable[[int], object], ...] = src.observers + dst.observers
 
     def want(self, cap: int) -> int:
         return cap if self.remaining is None else min(self.remaining, cap)
 
-    def advance(self, n: int) -> None:
-        """Account for n bytes delivered to dst, and tell the observers."""
+    def settle(self) -> int:
+        """Account for the result waiting in ``box``; return it (0 if none).
+
+        The counters change before the first point where a signal handler can
+        run (no call, no backward jump in between), so an accounting is never
+        half done; the observers hear of the bytes afterwards.
+        """
+        box = self.box
+        if not box:
+            return 0
+        n = box[0]
+        del box[0]
         self.moved += n
         if self.remaining is not None:
             self.remaining -= n
         if self.offset is not None:
             self.offset += n
-        for on_bytes in self.observers:
-            on_bytes(n)
+        if n:  # an EOF's 0 is not news
+            for on_bytes in self.observers:
+                on_bytes(n)
+        return n
+
+    def advance(self, n: int) -> None:
+        """Account for n bytes delivered to dst by a call that could not store its result itself."""
+        self.box.append(n)
+        self.settle()
 
     def wait_src(self) -> Wait:
         return Wait(self.src.fd, False, _timeout(self.src), f"src {self.src.label} to have data")
@@ -86,10 +138,15 @@ def write_all(t: Transfer, view: memoryview) -> Generator[Wait, None, None]:
         t.syscalls += 1
         if dst.fd >= 0:
             try:
-                n = os.write(dst.fd, part)
+                t.box.extend(map(t.kernel.write, (dst.fd,), (part,)))
             except BlockingIOError:
                 yield t.wait_dst()
                 continue
+            n = t.settle()
+            if n <= 0:
+                raise OSError(errno.EIO, f"dst {dst.label} accepted 0 bytes")
+            done += n
+            continue
         else:
             obj = dst.obj
             if hasattr(obj, "sendall"):

@@ -2,36 +2,44 @@
 
 from __future__ import annotations
 
-import os
+import errno
 from collections.abc import Generator
 
 from .._errors import NotHandled
+from .._plan import Fallback
 from .._transfer import BIG, REFUSED, Transfer, Wait, errname
 
-_ALSO_REFUSED = REFUSED | {1, 26}  # EPERM (immutable, swap), ETXTBSY
+_ALSO_REFUSED = REFUSED | {
+    errno.EPERM,  # an immutable or append-only dst, or a swap file (man copy_file_range)
+    errno.ETXTBSY,  # dst is an active swap file
+}
 
 
 def pump(t: Transfer) -> Generator[Wait, None, None]:
     src_fd, dst_fd = t.src.fd, t.dst.fd
+    copy_file_range = t.kernel.copy_file_range
+    box = t.box
+    first = t.moved
     assert t.offset is not None
     while t.remaining != 0:
         t.syscalls += 1
         try:
-            n = os.copy_file_range(src_fd, dst_fd, t.want(BIG), t.offset)
+            # Stored from C, as in sendfile.py: a raising signal handler loses nothing.
+            box.extend(map(copy_file_range, (src_fd,), (dst_fd,), (t.want(BIG),), (t.offset,)))
         except OSError as exc:
-            if t.moved == 0 and exc.errno in _ALSO_REFUSED:
+            if t.moved == first and exc.errno in _ALSO_REFUSED:
                 raise NotHandled(
-                    "copy_file_range-refused",
+                    Fallback.COPY_FILE_RANGE_REFUSED,
                     f"the kernel refused copy_file_range ({errname(exc)})",
                 ) from exc
             raise
-        if n == 0:
-            if t.moved == 0:
+        if t.settle() == 0:
+            if t.moved == first:
                 # Old kernels and pseudo-files answer a silent 0: let sendfile decide.
                 raise NotHandled(
-                    "copy_file_range-zero", "copy_file_range moved nothing on its first call"
+                    Fallback.COPY_FILE_RANGE_ZERO,
+                    "copy_file_range moved nothing on its first call",
                 )
             return
-        t.advance(n)
     return
     yield  # pragma: no cover - makes this a generator; regular files never EAGAIN

@@ -9,6 +9,7 @@ from collections.abc import Generator
 from .. import _pipes
 from .._endpoint import Kind
 from .._errors import NotHandled
+from .._plan import Fallback
 from .._transfer import REFUSED, Transfer, Wait, errname, write_all
 
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK if hasattr(os, "SPLICE_F_MOVE") else 0
@@ -26,19 +27,27 @@ def pump(t: Transfer) -> Generator[Wait, None, None]:
 
 
 def _refused(exc: OSError, side: str) -> NotHandled:
-    return NotHandled("splice-refused", f"the kernel refused splice {side} ({errname(exc)})")
+    return NotHandled(
+        Fallback.SPLICE_REFUSED, f"the kernel refused splice {side} ({errname(exc)})"
+    )
 
 
 def _direct(t: Transfer) -> Generator[Wait, None, None]:
     src_fd, dst_fd = t.src.fd, t.dst.fd
+    splice = t.kernel.splice
+    box = t.box
+    first = t.moved  # bytes moved before this route ran (a drained read-ahead)
     # SPLICE_F_NONBLOCK here would turn a blocking user's pipe non-blocking; only
     # the fds' own O_NONBLOCK decides, as for read()/write().
-    flags = os.SPLICE_F_MOVE
+    flags = (os.SPLICE_F_MOVE,)
+    nones = (None,)
     probe: select.poll | None = None
     while t.remaining != 0:
         t.syscalls += 1
         try:
-            n = os.splice(src_fd, dst_fd, t.want(_DIRECT_CAP), flags=flags)
+            # Stored from C (see _transfer): a raising signal handler loses nothing.
+            box.extend(map(splice, (src_fd,), (dst_fd,), (t.want(_DIRECT_CAP),), nones, nones,
+                           flags))
         except BlockingIOError:
             # Either side may be the one that is not ready: ask which, once.
             if probe is None:
@@ -48,16 +57,20 @@ def _direct(t: Transfer) -> Generator[Wait, None, None]:
             yield t.wait_dst() if ready else t.wait_src()
             continue
         except OSError as exc:
-            if t.moved == 0 and exc.errno in REFUSED:
+            if t.moved == first and exc.errno in REFUSED:
                 raise _refused(exc, "between them") from exc
             raise
-        if n == 0:
+        if t.settle() == 0:
             return
-        t.advance(n)
 
 
 def _through_pipe(t: Transfer) -> Generator[Wait, None, None]:
     src_fd, dst_fd = t.src.fd, t.dst.fd
+    splice = t.kernel.splice
+    box = t.box
+    first = t.moved
+    flags = (_FLAGS,)
+    nones = (None,)
     # The pipe is held only while bytes are in flight: an idle connection (a
     # proxy may have thousands) waits on its source with no pipe, so the
     # per-user pipe budget pays only for copies that are moving bytes.
@@ -80,7 +93,9 @@ def _through_pipe(t: Transfer) -> Generator[Wait, None, None]:
                     pipe = _pipes.acquire()
                 t.syscalls += 1
                 try:
-                    held = os.splice(src_fd, pipe.w, t.want(pipe.size), flags=_FLAGS)
+                    # Not stored from C: bytes in the pipe are not delivered yet, and
+                    # on any exit the pipe is released only if the kernel says it is empty.
+                    held = splice(src_fd, pipe.w, t.want(pipe.size), flags=_FLAGS)
                 except BlockingIOError:
                     _pipes.release(pipe)  # empty: back to the pool while src is quiet
                     pipe = None
@@ -88,7 +103,7 @@ def _through_pipe(t: Transfer) -> Generator[Wait, None, None]:
                     yield t.wait_src()
                     continue
                 except OSError as exc:
-                    if t.moved == 0 and exc.errno in REFUSED:
+                    if t.moved == first and exc.errno in REFUSED:
                         raise _refused(exc, "from src") from exc
                     raise
                 if held == 0:
@@ -98,38 +113,30 @@ def _through_pipe(t: Transfer) -> Generator[Wait, None, None]:
             try:
                 # Backpressure: while dst is full the bytes wait in the kernel's
                 # pipe and src is not read; nothing is ever buffered in Python.
-                n = os.splice(pipe.r, dst_fd, held, flags=_FLAGS)
+                box.extend(map(splice, (pipe.r,), (dst_fd,), (held,), nones, nones, flags))
             except BlockingIOError:
                 streak = 0
                 yield t.wait_dst()
                 continue
             except OSError as exc:
-                if t.moved == 0 and exc.errno in REFUSED:
-                    salvaged = yield from _salvage(t, pipe, held)
+                if t.moved == first and exc.errno in REFUSED:
+                    # dst refused on its first call, after src gave up bytes:
+                    # they go out by write(), then the next route takes over.
+                    yield from _salvage(t, pipe)
                     held = 0
-                    raise NotHandled(
-                        "splice-refused", _refused(exc, "to dst").reason, moved=salvaged
-                    ) from exc
+                    raise _refused(exc, "to dst") from exc
                 raise
+            n = t.settle()
             held -= n
             streak += n
-            t.advance(n)
     finally:
         if pipe is not None:
-            if held:
-                _pipes.discard(pipe)  # its bytes must never reach another copy
-            else:
-                _pipes.release(pipe)
+            _pipes.release(pipe)  # closed instead if the kernel still counts bytes in it
 
 
-def _salvage(t: Transfer, pipe: _pipes.Pipe, held: int) -> Generator[Wait, None, int]:
-    """dst refused splice after src gave up bytes: deliver them by write()."""
+def _salvage(t: Transfer, pipe: _pipes.Pipe) -> Generator[Wait, None, None]:
+    """Deliver by write() what the pipe holds (the kernel's count, not ours)."""
     data = bytearray()
-    while len(data) < held:
-        chunk = os.read(pipe.r, held - len(data))
-        if not chunk:
-            break
-        data += chunk
-    before = t.moved
+    while unread := _pipes.unread(pipe):
+        data += os.read(pipe.r, unread)
     yield from write_all(t, memoryview(data))
-    return t.moved - before

@@ -17,7 +17,9 @@ BUFSIZE = 1024 * 1024
 _spare: list[bytearray] = []
 
 
-def _take() -> bytearray:
+def _take(size: int) -> bytearray:
+    if size != BUFSIZE:  # a caller's own size (copy(buffer_size=...)): not pooled
+        return bytearray(size)
     try:
         return _spare.pop()
     except IndexError:
@@ -25,7 +27,7 @@ def _take() -> bytearray:
 
 
 def _give(buf: bytearray) -> None:
-    if len(_spare) < 8:
+    if len(_spare) < 8 and len(buf) == BUFSIZE:
         _spare.append(buf)
 
 
@@ -35,15 +37,16 @@ def pump(t: Transfer) -> Generator[Wait, None, None]:
         src.obj, "recv_into"
     ):
         return (yield from _pump_read(t))
+    size = t.bufsize or BUFSIZE
     buf: bytearray | None = None
     whole = memoryview(b"")
     try:
         while t.remaining != 0:
             if buf is None:
-                buf = _take()
+                buf = _take(size)
                 whole = memoryview(buf)
-            want = t.want(BUFSIZE)
-            view = whole if want == BUFSIZE else whole[:want]
+            want = t.want(size)
+            view = whole if want == size else whole[:want]
             t.syscalls += 1
             if src.fd >= 0:
                 try:
@@ -81,7 +84,7 @@ def _pump_read(t: Transfer) -> Generator[Wait, None, None]:
     read = t.src.obj.read  # type: ignore[attr-defined]
     while t.remaining != 0:
         t.syscalls += 1
-        data = read(t.want(BUFSIZE))
+        data = read(t.want(t.bufsize or BUFSIZE))
         if data is None:
             raise BlockingIOError(
                 f"src {t.src.label} has no data yet and no fd zcopy could wait on"

@@ -47,7 +47,8 @@ def open_file(path: str) -> tuple[io.FileIO, os.stat_result]:
     >>> f, st = open_file(__file__); f.close(); st.st_size > 0
     True
     """
-    fd, st = open_under("/", path, follow_symlinks=True)
+    # The app chose this path: no root to stay under, dotfiles allowed.
+    fd, st = open_under("/", path, follow_symlinks=True, dotfiles=True)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise Refused(404, "not a regular file")
@@ -72,8 +73,8 @@ class FileResponse(ResponseBase):
     ranges or preconditions (as Starlette does). ``headers`` are added to
     every answer; a ``content-type`` among them acts as ``media_type`` and an
     ``etag`` replaces the computed one. ``filename`` names the download
-    (``content_disposition_type`` "attachment" or "inline"). A missing or
-    non-regular file is answered 404 (403 if it cannot be read).
+    (``content_disposition_type`` "attachment" or "inline"). A missing file or a
+    directory is answered 404, a FIFO, a device or an unreadable file 403.
     ``delivery`` tells, after a call, which road the body took.
 
     >>> import asyncio, tempfile

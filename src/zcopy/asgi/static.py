@@ -17,7 +17,7 @@ import stat
 from urllib.parse import quote
 
 from ..serve.files import Refused, open_under
-from ..serve.paths import BadTarget, parse_target
+from ..serve.paths import BadTarget, Target, parse_target
 from ..serve.plan import Plan, Representation, error_page, plan_file
 from .delivery import deliver
 from .facts import method, request_fields
@@ -107,29 +107,41 @@ class StaticFiles:
         except BadTarget as bad:
             await deliver(scope, receive, send, error_page(verb, bad.status), None, "")
             return
-        path = os.path.join(self.root, target.relpath) if target.segments else self.root
-        try:
-            fd, st = open_under(self.root, path, self.follow_symlinks)
-            if stat.S_ISDIR(st.st_mode):
-                os.close(fd)
-                if target.segments and not target.slash:
-                    moved = self._redirect(scope, verb, target.url_path, target.query)
-                    await deliver(scope, receive, send, moved, None, "")
-                    return
-                if self.index is None:
-                    raise Refused(404, "a directory")
-                path = os.path.join(path, self.index)
-                fd, st = open_under(self.root, path, self.follow_symlinks)
-                if not stat.S_ISREG(st.st_mode):
-                    os.close(fd)
-                    raise Refused(404, "index is not a file")
-        except Refused as refused:
-            await deliver(scope, receive, send, error_page(verb, refused.status), None, "")
+        opened = self._open(scope, verb, target)
+        if isinstance(opened, Plan):
+            await deliver(scope, receive, send, opened, None, "")
             return
+        fd, st, path = opened
         with io.FileIO(fd, "rb") as file:
             rep = Representation.for_file(path, st)
             plan = plan_file(verb, request_fields(scope), st.st_size, rep)
             await deliver(scope, receive, send, plan, file, path)
+
+    def _open(
+        self, scope: Scope, verb: str, target: Target
+    ) -> tuple[int, os.stat_result, str] | Plan:
+        """The file a target names, opened: (fd, stat, path); or the answer that refuses it."""
+        path = os.path.join(self.root, target.relpath) if target.segments else self.root
+        try:
+            fd, st = open_under(self.root, path, self.follow_symlinks, dotfiles=self.dotfiles)
+            if not stat.S_ISDIR(st.st_mode):
+                if target.slash:  # "file.txt/" names a directory that is not there
+                    os.close(fd)
+                    raise Refused(404, "a file is not a directory")
+                return fd, st, path
+            os.close(fd)
+            if target.segments and not target.slash:
+                return self._redirect(scope, verb, target.url_path, target.query)
+            if self.index is None:
+                raise Refused(404, "a directory, and no index file is served")
+            path = os.path.join(path, self.index)
+            fd, st = open_under(self.root, path, self.follow_symlinks, dotfiles=self.dotfiles)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                raise Refused(404, "the index is not a file")
+            return fd, st, path
+        except Refused as refused:
+            return error_page(verb, refused.status)
 
     def _redirect(self, scope: Scope, verb: str, url_path: str, query: str) -> Plan:
         """301 to the directory's URL with its slash, under the mount point."""

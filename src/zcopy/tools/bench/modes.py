@@ -97,10 +97,10 @@ def mapped(conn: socket.socket, path: str, size: int) -> int:
         return zcopy.copy(conn, m)
 
 
-def readinto(conn: socket.socket, path: str, size: int) -> int:
+def readinto(conn: socket.socket, path: str, size: int, buffer_size: int | None = None) -> int:
     # buffering=0: each readinto() is one read(2) into zcopy's buffer, no hidden copy.
     with open(path, "rb", buffering=0) as f:
-        return zcopy.copy(conn, JustReadinto(f))
+        return zcopy.copy(conn, JustReadinto(f), buffer_size=buffer_size)
 
 
 @dataclass(frozen=True, slots=True)

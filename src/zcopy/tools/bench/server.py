@@ -14,11 +14,12 @@ connection: how the tests check that a crash mid-run is reported and cleaned up.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import sys
 
-from .modes import handler
+from .modes import handler, readinto
 
 FAULT_ENV = "ZCOPY_BENCH_FAULT"
 FAULT_EXIT = 70
@@ -37,11 +38,11 @@ def _say(line: str) -> None:
 
 def serve(mode: str, path: str, size: int, transfers: int, bufsize: int | None = None) -> int:
     """Serve ``transfers`` connections with ``mode``'s handler; the process's whole job."""
-    if bufsize is not None:
-        from zcopy._routes import userspace
-
-        userspace.BUFSIZE = bufsize
     send = handler(mode)
+    if bufsize is not None:
+        if mode != "readinto":
+            raise SystemExit(f"--bufsize applies to the readinto mode, not {mode}")
+        send = functools.partial(readinto, buffer_size=bufsize)
     crash_after = _fault_after(mode)
     with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:
         _say(f"ready {listener.getsockname()[1]}")
