@@ -6,6 +6,8 @@
 * ``StaticFiles(directory)``: a directory mount on the same planner.
 * ``count_bytes(app, on_bytes)``: a middleware that counts every response
   byte and passes pathsend/zerocopysend through untouched.
+* ``without_extensions(app)``: for an app behind a middleware that cannot
+  carry zerocopysend, hide it so the app falls back to body messages.
 
 See docs/asgi.md, including how to write middleware that keeps the extensions.
 
@@ -18,7 +20,16 @@ from __future__ import annotations
 
 from .counting import count_bytes, message_bytes
 from .delivery import Delivery, FileShrank
+from .extensions import without_extensions
 from .response import FileResponse
 from .static import StaticFiles
 
-__all__ = ["Delivery", "FileResponse", "FileShrank", "StaticFiles", "count_bytes", "message_bytes"]
+__all__ = [
+    "Delivery",
+    "FileResponse",
+    "FileShrank",
+    "StaticFiles",
+    "count_bytes",
+    "message_bytes",
+    "without_extensions",
+]
