@@ -75,6 +75,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-connections", type=positive_int, default=1024, metavar="N",
         help="answer 503 to connections beyond N (default 1024)",
     )
+    app = parser.add_argument_group("ASGI app (docs/asgi.md)")
+    app.add_argument(
+        "--app", metavar="MODULE:ATTR", default=None,
+        help="serve this ASGI app instead of DIR (imported like uvicorn: main:app)",
+    )
+    app.add_argument("--app-dir", default=".", metavar="DIR", help="import the app from DIR")
+    app.add_argument(
+        "--factory", action="store_true", help="ATTR is a callable that returns the app"
+    )
+    app.add_argument(
+        "--root-path", default="", metavar="PATH", help="ASGI root_path (mounted under PATH)"
+    )
+    app.add_argument(
+        "--lifespan", choices=("auto", "on", "off"), default="auto",
+        help="run the app's lifespan startup/shutdown (default auto: if it speaks it)",
+    )
+    app.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio",
+        help="event loop for the app (uvloop must be installed)",
+    )
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -106,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
     >>> run(argparse.Namespace())  # doctest: +SKIP
     """
     config = config_from(args)
+    if getattr(args, "app", None):
+        from .asgi import run as run_app
+
+        return run_app(args, config)
     if not os.path.isdir(config.root):
         print(f"zcopy serve: {args.directory} is not a directory", file=sys.stderr)
         return 2

@@ -1,0 +1,357 @@
+"""One request's ``receive`` and ``send``: the ASGI messages turned into socket I/O.
+
+``receive`` hands over the body as it arrives (``more_body``), reads the
+socket only when the app asks (that is the flow control), sends
+``100 Continue`` the first time the app asks for a body the client is
+holding back, and answers ``http.disconnect`` once the client is gone or the
+response is complete.
+
+``send`` writes from memory when it can and otherwise waits for the socket:
+``await send(...)`` returns only when the bytes are in the kernel
+(backpressure). ``http.response.pathsend`` and ``http.response.zerocopysend``
+go through the core, ``zcopy.acopy(sock, zcopy.section(fd, offset, count))``,
+i.e. sendfile, with the head sent ahead under MSG_MORE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+import struct
+from typing import TYPE_CHECKING, Any
+
+import zcopy
+
+from ..conn import BODY, BUSY, Conn
+from ..server import _TCP_CORK, CORK_MIN
+from . import response
+from .reader import AsgiRequest
+from .response import Framing, ResponseHead
+
+if TYPE_CHECKING:
+    from .server import AsgiServer
+
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+_NEVER = float("inf")
+DISCONNECT = {"type": "http.disconnect"}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+MAX_PIPELINED = 1 << 20  # input buffered for later requests while waiting for a disconnect
+
+
+class ClientDisconnected(OSError):
+    """``send`` on a connection whose client is gone (ASGI spec 2.4: an OSError)."""
+
+
+class FileShrank(RuntimeError):
+    """A file sent by pathsend/zerocopysend ended before the bytes the response promised."""
+
+
+class Exchange:
+    """The ASGI side of one request on a connection."""
+
+    __slots__ = (
+        "_finished",
+        "body_deadline",
+        "body_sent",
+        "close",
+        "conn",
+        "continued",
+        "delivered",
+        "disconnected",
+        "done",
+        "head",
+        "head_sent",
+        "req",
+        "server",
+        "started",
+    )
+
+    def __init__(self, server: AsgiServer, conn: Conn, req: AsgiRequest) -> None:
+        self.server = server
+        self.conn = conn
+        self.req = req
+        self.head: ResponseHead | None = None
+        self.started = False  # http.response.start received
+        self.head_sent = False
+        self.done = False  # the final body message was sent
+        self.body_sent = 0  # body bytes on the wire (framing excluded)
+        self.close = False  # the connection cannot carry another request after this one
+        self.disconnected = False
+        self.continued = False  # 100 Continue sent
+        self.delivered = False  # the final http.request (more_body False) was handed over
+        self.body_deadline = 0.0
+        self._finished: asyncio.Future[None] | None = None
+
+    # receive --------------------------------------------------------------------------
+
+    async def receive(self) -> dict[str, Any]:
+        """The next ``http.request`` piece, or ``http.disconnect``."""
+        req = self.req
+        while True:
+            if self.disconnected or self.done:
+                return DISCONNECT
+            if req.body:
+                data = req.body[0] if len(req.body) == 1 else b"".join(req.body)
+                req.body.clear()
+                req.buffered = 0
+                more = not req.complete
+                self.delivered = not more
+                return {"type": "http.request", "body": data, "more_body": more}
+            if req.complete:
+                if not self.delivered:
+                    self.delivered = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                await self._wait_for_disconnect()
+                continue
+            if req.error or self.conn.reader.broken:
+                self.disconnected = True  # a malformed body: the client will get a 400 and close
+                continue
+            if req.expect_continue and not self.continued and not self.head_sent:
+                self.continued = True
+                self.conn.reader.continue_due = False  # sent here, when the app asks
+                await self._write(CONTINUE)
+            if not await self.read_more():
+                self.disconnected = True
+
+    async def read_more(self) -> bool:
+        """Receive and parse more input within the request's body deadline; False at EOF."""
+        conn = self.conn
+        loop = self.server.loop
+        assert loop is not None
+        if not self.body_deadline:  # one total deadline per body: trickling never extends it
+            self.body_deadline = loop.time() + self.server.limits.body
+        conn.state, conn.deadline = BODY, self.body_deadline
+        try:
+            data = await conn.recv()
+        except (ConnectionError, TimeoutError):
+            return False
+        finally:
+            conn.state, conn.seen, conn.deadline = BUSY, conn.sent, _NEVER
+        if not data:
+            return False
+        conn.reader.feed(data)
+        return True
+
+    async def _wait_for_disconnect(self) -> None:
+        """Body delivered: block until the client leaves or the response completes."""
+        loop = self.server.loop
+        assert loop is not None
+        if self._finished is None:
+            self._finished = loop.create_future()
+        reader = self.conn.reader
+        while not (self.disconnected or self.done):
+            later = sum(r.buffered for r in reader.ready if isinstance(r, AsgiRequest))
+            if later > MAX_PIPELINED or reader.broken:
+                await asyncio.shield(self._finished)  # no more reading: wait for the response
+                return
+            recv = loop.create_task(self.conn.recv())
+            try:
+                await asyncio.wait((recv, self._finished), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not recv.done():
+                    recv.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await recv
+            if recv.cancelled():
+                return
+            try:
+                data = recv.result()
+            except OSError:
+                data = b""
+            if not data:
+                self.disconnected = True
+                return
+            reader.feed(data)  # the next pipelined request: it waits in ``ready``
+
+    # send -----------------------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Take one ``http.response.*`` message from the app."""
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            req = self.req
+            self.head = response.start(
+                message["status"],
+                message.get("headers") or (),
+                head_request=req.method == "HEAD",
+                http10=req.version == "1.0",
+                keep_alive=req.keep_alive and not self.server.stopping,
+                date_block=self.server.dates.get(),
+            )
+            self.started = True
+            return
+        if not self.started or self.head is None:
+            raise RuntimeError(f"{kind} before http.response.start")
+        if self.done:
+            raise RuntimeError(f"{kind} after the response was complete")
+        if self.disconnected:
+            raise ClientDisconnected("the client has gone")
+        if kind == "http.response.body":
+            await self._body(message.get("body", b""), bool(message.get("more_body", False)))
+        elif kind == "http.response.pathsend":
+            await self._pathsend(message["path"])
+        elif kind == "http.response.zerocopysend":
+            await self._zerocopysend(message)
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r}")
+
+    def _budget(self, n: int) -> None:
+        """Refuse ``n`` more body bytes past the app's own Content-Length."""
+        head = self.head
+        assert head is not None
+        if head.framing is Framing.LENGTH:
+            assert head.length is not None
+            left = head.length - self.body_sent
+            if n > left:
+                raise RuntimeError(
+                    f"response body longer than its Content-Length ({head.length})"
+                )
+
+    async def _body(self, body: bytes, more: bool) -> None:
+        head = self.head
+        assert head is not None
+        framing = head.framing
+        if body and framing is not Framing.NONE:
+            self._budget(len(body))  # before anything counts as sent: a 500 is still possible
+        out = b"" if self.head_sent else head.data
+        self.head_sent = True
+        if body and framing is not Framing.NONE:
+            out += response.chunk(body) if framing is Framing.CHUNKED else body
+            self.body_sent += len(body)
+        if not more:
+            if framing is Framing.CHUNKED:
+                out += response.LAST_CHUNK
+            self._finish()
+        if out:
+            await self._write(out)
+
+    async def _pathsend(self, path: str) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise RuntimeError(f"pathsend: cannot open {path!r}: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise RuntimeError(f"pathsend: {path!r} is not a regular file")
+            await self._file(fd, 0, st.st_size, more=False, name=path)
+        finally:
+            os.close(fd)
+
+    async def _zerocopysend(self, message: dict[str, Any]) -> None:
+        file = message["file"]
+        fd = file if isinstance(file, int) else file.fileno()
+        offset = message.get("offset")
+        count = message.get("count")
+        more = bool(message.get("more_body", False))
+        # Without an offset the file's own position is used and moved, as sendfile(2) does.
+        start = os.lseek(fd, 0, os.SEEK_CUR) if offset is None else offset
+        if count is None:
+            count = max(os.fstat(fd).st_size - start, 0)
+        sent = await self._file(fd, start, count, more=more, name=f"fd {fd}")
+        if offset is None:
+            os.lseek(fd, start + sent, os.SEEK_SET)
+
+    async def _file(self, fd: int, offset: int, count: int, *, more: bool, name: str) -> int:
+        """Send ``count`` bytes of ``fd`` from ``offset`` by sendfile, framed; return them."""
+        head = self.head
+        assert head is not None
+        framing = head.framing
+        if framing is not Framing.NONE:
+            self._budget(count)
+        prefix = b"" if self.head_sent else head.data
+        self.head_sent = True
+        if framing is Framing.NONE or count == 0:
+            if not more:
+                self._finish()
+                if framing is Framing.CHUNKED:
+                    prefix += response.LAST_CHUNK
+            if prefix:
+                await self._write(prefix)
+            return 0
+        if framing is Framing.CHUNKED:
+            prefix += response.chunk_size_line(count)
+        await self._write(prefix, more=True)
+        sent = await self._sendfile(fd, offset, count)
+        self.body_sent += sent
+        if sent < count:
+            raise FileShrank(f"{name} ended after {sent} of {count} bytes from offset {offset}")
+        tail = b"\r\n" if framing is Framing.CHUNKED else b""
+        if not more:
+            self._finish()
+            if framing is Framing.CHUNKED:
+                tail += response.LAST_CHUNK
+        if tail:
+            await self._write(tail)
+        return sent
+
+    def _finish(self) -> None:
+        self.done = True
+        head = self.head
+        assert head is not None
+        if not head.keep_alive:
+            self.close = True
+        elif head.framing is Framing.LENGTH and self.body_sent != head.length:
+            self.close = True  # a short body: the client cannot find the next response
+        if self._finished is not None and not self._finished.done():
+            self._finished.set_result(None)
+
+    # socket I/O -----------------------------------------------------------------------
+
+    async def _write(self, data: bytes, *, more: bool = False) -> None:
+        """Write ``data``; wait (bounded by the send timeout's no-progress rule) if it must."""
+        conn = self.conn
+        try:
+            n = conn.sock.send(data, _MSG_MORE if more else 0)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            self.disconnected = True
+            raise ClientDisconnected(str(exc)) from exc
+        if n == len(data):
+            return
+        conn.sent += n
+        await self._wait_io(zcopy.acopy(conn.out, memoryview(data)[n:]))
+
+    async def _sendfile(self, fd: int, offset: int, count: int) -> int:
+        """``count`` bytes of ``fd`` from ``offset`` by the core's sendfile; fewer: it shrank."""
+        sock = self.conn.sock
+        cork = count >= CORK_MIN
+        if cork:  # as the static server does, and for the same reason (see server.CORK_MIN)
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+        try:
+            return await self._wait_io(
+                zcopy.acopy(self.conn.out, zcopy.section(fd, offset, count))
+            )
+        finally:
+            if cork:  # uncorking pushes the tail now, never after the 200 ms cork timer
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+
+    async def _wait_io(self, work: Any) -> int:
+        """Await a socket write with the sweeper's stalled-send rule armed meanwhile."""
+        conn = self.conn
+        loop = self.server.loop
+        assert loop is not None
+        conn.deadline = loop.time() + self.server.limits.send
+        try:
+            n: int = await work
+        except (ConnectionError, TimeoutError) as exc:
+            self.disconnected = True
+            raise ClientDisconnected(str(exc)) from exc
+        finally:
+            conn.seen, conn.deadline = conn.sent, _NEVER  # the app's own time is not a stall
+        return n
+
+    def abort(self) -> None:
+        """The response cannot be finished: make the client see a cut, never a clean end."""
+        self.close = True
+        with contextlib.suppress(OSError):
+            self.conn.sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )

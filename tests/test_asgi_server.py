@@ -1,0 +1,369 @@
+"""``zcopy serve --app``: real Starlette and FastAPI apps in a server subprocess, real clients.
+
+One server per module serves most tests (a Starlette app starts in about a
+second); tests that need their own command line start their own.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from serve_util import SRC, ServeProc, read_response, wait_for
+
+TESTS = Path(__file__).resolve().parent
+SMALL = 4096
+BIG = 3 << 20
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("asgi-root")
+    (d / "small.txt").write_bytes(os.urandom(SMALL))
+    (d / "big.bin").write_bytes(os.urandom(BIG))
+    (d / "sub").mkdir()
+    (d / "sub" / "page.html").write_bytes(b"<p>static</p>\n")
+    return d
+
+
+def start(root: Path, app: str = "asgi_apps:app", *args: str, **env: str) -> ServeProc:
+    """``zcopy serve --app APP`` with the test apps importable and ``root`` as their files."""
+    old = dict(os.environ)
+    os.environ.update(ZCOPY_TEST_ROOT=str(root), **env)
+    try:
+        return ServeProc(root, "--app", app, "--app-dir", str(TESTS), *args)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+@pytest.fixture(scope="module")
+def server(root: Path) -> Iterator[ServeProc]:
+    with start(root, "asgi_fastapi:app") as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def raw_server(root: Path) -> Iterator[ServeProc]:
+    with start(root, "asgi_apps:raw_app", "--root-path", "/mnt") as proc:
+        yield proc
+
+
+def request(
+    port: int, method: str, path: str, body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[http.client.HTTPResponse, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp, resp.read()
+    finally:
+        conn.close()
+
+
+# --- the scope, plain responses, files ------------------------------------------------------
+
+
+def test_scope_is_complete(server: ServeProc) -> None:
+    resp, body = request(server.port, "GET", "/scope?a=1&b=%20", headers={"X-Thing": "Yes"})
+    text = body.decode()
+    assert resp.status == 200
+    assert "http_version='1.1'" in text and "method='GET'" in text and "scheme='http'" in text
+    assert "path='/scope'" in text and "raw_path=b'/scope'" in text
+    assert "query_string=b'a=1&b=%20'" in text and "root_path=''" in text
+    assert "client=('127.0.0.1', " in text and f"server=('127.0.0.1', {server.port})" in text
+    assert "asgi={'version': '3.0', 'spec_version': '2.4'}" in text
+    assert "extensions=['http.response.pathsend', 'http.response.zerocopysend']" in text
+    assert "(b'x-thing', b'Yes')" in text  # names lowercased, values as sent
+
+
+def test_plain_text_keep_alive(server: ServeProc) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    for _ in range(3):  # one connection, three requests
+        conn.request("GET", "/plain")
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (200, b"hello, world")
+        assert resp.getheader("content-length") == "12" and resp.getheader("date")
+    conn.close()
+
+
+@pytest.mark.parametrize("prefix", ["/file", "/static", "/fastapi/file", "/zfile"])
+@pytest.mark.parametrize("name", ["small.txt", "big.bin"])
+def test_file_responses_are_byte_exact(
+    server: ServeProc, root: Path, prefix: str, name: str
+) -> None:
+    """Starlette FileResponse, StaticFiles, FastAPI FileResponse, zcopy.asgi.FileResponse."""
+    resp, body = request(server.port, "GET", f"{prefix}/{name}")
+    assert resp.status == 200
+    assert body == (root / name).read_bytes()
+    assert resp.getheader("content-length") == str(len(body))
+
+
+@pytest.mark.parametrize("prefix", ["/file", "/zfile"])
+def test_head_sends_no_body(server: ServeProc, prefix: str) -> None:
+    with server.connect() as s:
+        s.sendall(f"HEAD {prefix}/big.bin HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        s.sendall(b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n")
+        with s.makefile("rb") as f:
+            head = read_response(f, head=True)
+            after = read_response(f)
+    assert head.status == 200 and head.headers["content-length"] == str(BIG)
+    assert after.body == b"hello, world"  # nothing of the file came between the two
+
+
+@pytest.mark.parametrize("prefix", ["/file", "/zfile"])
+def test_single_range(server: ServeProc, root: Path, prefix: str) -> None:
+    resp, body = request(
+        server.port, "GET", f"{prefix}/big.bin", headers={"Range": "bytes=1000-70999"}
+    )
+    assert resp.status == 206
+    assert body == (root / "big.bin").read_bytes()[1000:71000]
+
+
+def test_zcopy_file_response_multipart(server: ServeProc, root: Path) -> None:
+    data = (root / "big.bin").read_bytes()
+    resp, body = request(
+        server.port, "GET", "/zfile/big.bin", headers={"Range": "bytes=0-9,2000000-2000099,-5"}
+    )
+    assert resp.status == 206
+    ctype = resp.getheader("content-type") or ""
+    boundary = ctype.split("boundary=")[1].encode()
+    parts = body.split(b"--" + boundary)[1:-1]
+    got = [p.split(b"\r\n\r\n", 1)[1][:-2] for p in parts]
+    assert got == [data[0:10], data[2000000:2000100], data[-5:]]
+    assert body.endswith(b"--" + boundary + b"--\r\n")
+
+
+def test_zerocopysend_offsets_counts_and_chunked(raw_server: ServeProc, root: Path) -> None:
+    data = (root / "big.bin").read_bytes()
+    # no Content-Length: the server frames the pieces as chunks
+    pieces = "pieces=0:10,5000:3,100:0,9:1"
+    resp, body = request(raw_server.port, "GET", f"/zerocopy?name=big.bin&{pieces}")
+    assert resp.status == 200 and resp.getheader("transfer-encoding") == "chunked"
+    assert body == data[0:10] + data[5000:5003] + data[9:10]
+    # with a Content-Length, as a whole file from an offset
+    resp, body = request(
+        raw_server.port, "GET", f"/zerocopy?name=big.bin&length={BIG - 7}&pieces=7:{BIG - 7}"
+    )
+    assert resp.status == 200 and body == data[7:]
+
+
+# --- streaming, bodies, Expect --------------------------------------------------------------
+
+
+def test_streaming_response_is_chunked(server: ServeProc) -> None:
+    resp, body = request(server.port, "GET", "/stream?n=50")
+    assert resp.getheader("transfer-encoding") == "chunked"
+    assert body == b"".join(f"part {i}\n".encode() for i in range(50))
+
+
+def test_echo_with_content_length(server: ServeProc) -> None:
+    payload = os.urandom(5 << 20)
+    resp, body = request(server.port, "POST", "/echo", body=payload)
+    assert resp.status == 200 and body == payload
+
+
+def test_echo_chunked_upload(server: ServeProc) -> None:
+    pieces = [os.urandom(n) for n in (1, 1000, 70000, 3)]
+    raw = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    with server.connect() as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(raw), 4096):  # in small writes: the app sees several pieces
+            s.sendall(raw[i : i + 4096])
+        with s.makefile("rb") as f:
+            r = read_response(f)
+    assert r.status == 200 and r.body == b"".join(pieces)
+
+
+def test_expect_100_continue(server: ServeProc) -> None:
+    with server.connect() as s:
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        with s.makefile("rb") as f:
+            assert f.readline() == b"HTTP/1.1 100 Continue\r\n" and f.readline() == b"\r\n"
+            s.sendall(b"hello")
+            r = read_response(f)
+    assert r.status == 200 and r.body == b"hello"
+
+
+def test_pipelining_answers_in_order(server: ServeProc, root: Path) -> None:
+    small = (root / "small.txt").read_bytes()
+    reqs = []
+    for i in range(30):
+        if i % 3 == 0:
+            reqs.append(b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n")
+        elif i % 3 == 1:
+            reqs.append(b"GET /file/small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        else:
+            reqs.append(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\n%03d" % i)
+    with server.connect() as s:
+        s.sendall(b"".join(reqs))
+        with s.makefile("rb") as f:
+            bodies = [read_response(f).body for _ in reqs]
+    for i, body in enumerate(bodies):
+        assert body == [b"hello, world", small, b"%03d" % i][i % 3], i
+
+
+def test_backpressure_holds_the_app(server: ServeProc, root: Path) -> None:
+    """A client that does not read: ``await send`` waits, so the app stops producing."""
+    events = root / "events.log"
+    with server.connect() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"GET /big-stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(1.0)
+        produced = events.read_text().count("sent ")
+        assert produced < 40, f"the app produced {produced} MiB for a client that reads nothing"
+        total = 0
+        with s.makefile("rb") as f:
+            r = read_response(f, head=True)
+            assert r.headers.get("transfer-encoding") == "chunked"
+            while True:
+                size = int(f.readline(), 16)
+                if size == 0:
+                    break
+                total += len(f.read(size))
+                f.readline()
+    assert total == 64 << 20
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_exception_before_start_is_500_with_traceback(server: ServeProc) -> None:
+    resp, _ = request(server.port, "GET", "/boom")
+    assert resp.status == 500
+    wait_for(lambda: "boom before the response" in server.stderr(), what="the traceback")
+    assert "Traceback (most recent call last)" in server.stderr()
+
+
+def test_exception_after_start_cuts_the_connection(server: ServeProc) -> None:
+    with server.connect() as s:
+        s.sendall(b"GET /boom-midway HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        try:
+            while chunk := s.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    assert b"first part" in data
+    assert not data.endswith(b"0\r\n\r\n")  # never a clean end of the chunked body
+
+
+def test_bad_header_from_the_app_is_never_sent(raw_server: ServeProc) -> None:
+    resp, body = request(raw_server.port, "GET", "/bad-header")
+    assert resp.status == 500 and resp.getheader("set-cookie") is None and b"never" not in body
+
+
+@pytest.mark.parametrize(("path", "status"), [("/no-response", 500), ("/too-long", 500)])
+def test_broken_apps_get_a_500(raw_server: ServeProc, path: str, status: int) -> None:
+    resp, _ = request(raw_server.port, "GET", path)
+    assert resp.status == status
+
+
+def test_client_gone_mid_upload_is_a_disconnect(server: ServeProc, root: Path) -> None:
+    events = root / "events.log"
+    with server.connect() as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n")
+        s.sendall(b"x" * 1000)
+        time.sleep(0.2)
+    wait_for(lambda: "upload ended: ClientDisconnect after 1000" in events.read_text(),
+             what="the app to see the disconnect")
+    _, body = request(server.port, "GET", "/plain")  # and the server goes on
+    assert body == b"hello, world"
+
+
+def test_disconnect_reaches_an_app_waiting_on_receive(raw_server: ServeProc, root: Path) -> None:
+    events = root / "events.log"
+    with raw_server.connect() as s:
+        s.sendall(b"GET /wait-disconnect HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert b"waiting" in s.recv(4096) or b"waiting" in s.recv(4096)
+    wait_for(lambda: "saw http.disconnect" in events.read_text(), what="http.disconnect")
+
+
+def test_websocket_is_refused_with_a_handshake_rejection(server: ServeProc) -> None:
+    with server.connect() as s:
+        s.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        with s.makefile("rb") as f:
+            r = read_response(f)
+    assert r.status == 403 and b"not supported" in r.body and b"yet" in r.body
+    assert server.proc.poll() is None
+
+
+# --- command line, lifespan, workers, loops -------------------------------------------------
+
+
+def test_lifespan_state_and_shutdown(root: Path, tmp_path: Path) -> None:
+    (tmp_path / "small.txt").write_bytes(b"x")
+    with start(tmp_path) as proc:
+        _, body = request(proc.port, "GET", "/state")
+        assert body == b"hello from lifespan"
+        assert proc.stop() == 0
+    assert (tmp_path / "events.log").read_text().splitlines() == ["startup", "shutdown"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "on"])
+def test_lifespan_failure_stops_the_server(tmp_path: Path, mode: str) -> None:
+    with pytest.raises(RuntimeError, match="did not start") as info:
+        start(tmp_path, "asgi_apps:app", "--lifespan", mode, ZCOPY_TEST_LIFESPAN="raise")
+    assert "the database is down" in str(info.value)
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    return subprocess.run(
+        [sys.executable, "-m", "zcopy.serve", *args, "--port", "0"],
+        capture_output=True, text=True, timeout=30, env=env, cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        ("nosuchmodule:app", "no module named 'nosuchmodule'"),
+        ("asgi_apps:nothing", "has no attribute 'nothing'"),
+        ("asgi_apps", "expected MODULE:ATTR"),
+        ("asgi_apps:ROOT", "is not an ASGI app"),
+    ],
+)
+def test_app_load_errors_are_one_line(app: str, message: str) -> None:
+    done = run_cli("--app", app, "--app-dir", str(TESTS))
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_factory_and_uvloop(root: Path) -> None:
+    pytest.importorskip("uvloop")
+    with start(root, "asgi_apps:make_app", "--factory", "--loop", "uvloop") as proc:
+        assert request(proc.port, "GET", "/plain")[1] == b"hello, world"
+        assert request(proc.port, "GET", "/file/small.txt")[0].status == 404
+        assert proc.stop() == 0
+
+
+def test_workers_share_the_port_and_stop_cleanly(root: Path) -> None:
+    with start(root, "asgi_apps:app", "--workers", "2") as proc:
+        pids = {request(proc.port, "GET", "/scope")[0].status for _ in range(8)}
+        assert pids == {200}
+        assert proc.stop() == 0
+
+
+def test_stats_count_the_sendfile_bytes(root: Path) -> None:
+    with start(root, "asgi_apps:app", "--stats") as proc:
+        assert len(request(proc.port, "GET", "/file/big.bin")[1]) == BIG
+        assert proc.stop(signal.SIGTERM) == 0
+        err = proc.stderr()
+    m = re.search(r"sendfile (\d+) bytes", err)
+    assert m and int(m[1]) >= BIG, err
