@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 
 from ._copy import Job
+from ._endpoint import blocking_reason
 from ._errors import FastPathLost, with_count
 from ._transfer import Wait
 
 
 def _check_nonblocking(obj: object, role: str) -> None:
-    if isinstance(obj, socket.socket) and obj.gettimeout() != 0.0:
+    """Refuse, before a byte moves, an endpoint whose I/O could block the event loop.
+
+    Judged by what the kernel sees (``O_NONBLOCK``, a socket's timeout), not by
+    the Python type: a blocking socket behind ``makefile()`` or passed as a raw
+    fd, a pipe opened with ``open()``. Regular files never wait in that sense.
+    """
+    why = blocking_reason(obj, role)
+    if why is not None:
         raise ValueError(
-            f"{role} socket must be non-blocking for acopy (call sock.setblocking(False))"
+            f"{why}: acopy() would block the event loop on it; make it non-blocking "
+            f"(sock.setblocking(False), os.set_blocking(fd, False)) or use copy() in a thread"
         )
 
 
@@ -104,7 +112,12 @@ async def acopy(
 ) -> int:
     """``copy()`` for asyncio: wait for sockets through the loop, never block it on them.
 
-    Sockets must be non-blocking. On cancellation no fd stays registered with
+    Every endpoint with an fd that can make a caller wait (socket, pipe,
+    terminal: also behind ``makefile()`` or as a raw fd) must be non-blocking,
+    or ``ValueError`` is raised before a byte moves; regular files, buffers and
+    fd-less objects are fine (an object's own methods are called on the loop).
+    A TLS socket that wants to read to write (or the reverse) is waited on
+    through the loop too. On cancellation no fd stays registered with
     the loop, the ``CancelledError`` carries ``bytes_copied`` (what dst
     received, which is also what the observers were told), and a file
     source's position advances by exactly that.

@@ -9,7 +9,7 @@ from collections.abc import Generator
 from typing import Any
 
 from . import _stats
-from ._endpoint import Endpoint, Kind, resolve
+from ._endpoint import Endpoint, Kind, resolve_pair
 from ._errors import FastPathLost, FastPathWarning, NotHandled, with_count
 from ._plan import Fallback, Plan, Route, choose
 from ._routes import copy_file_range, sendfile, splice, userspace, write
@@ -57,7 +57,7 @@ def explain(dst: object, src: object, count: int | None = None) -> Plan:
     ('userspace', False)
     """
     check_count(count)
-    return choose(resolve(src, "src"), resolve(dst, "dst"))
+    return choose(*resolve_pair(src, dst))
 
 
 class Job:
@@ -79,8 +79,7 @@ class Job:
         bufsize: int | None = None,
     ):
         count = check_count(count)
-        src_ep = resolve(src, "src")
-        dst_ep = resolve(dst, "dst")
+        src_ep, dst_ep = resolve_pair(src, dst)
         self.plan = choose(src_ep, dst_ep)
         self.ran = self.plan.route
         self.why: str | None = None  # the fallback's reason, once one happened

@@ -1,10 +1,14 @@
 """Resolve a source or sink object into an Endpoint: what the kernel sees behind it.
 
 Only objects whose bytes are exactly the bytes of their fd are trusted with a
-kernel route: raw fds, sockets, ``FileIO`` and the ``Buffered*`` classes over
-it, ``SocketIO``. Anything else with a ``fileno()`` (``GzipFile``, a TLS
-socket, someone's wrapper) may transform the bytes, so it takes the user-space
-route unless it speaks the ``__zcopy__`` protocol.
+kernel route, and trust goes by exact type, never ``isinstance``: raw fds,
+``socket.socket``, ``FileIO`` and the ``Buffered*`` classes over it,
+``SocketIO`` over a plain ``socket.socket``, and asyncio's ``TransportSocket``.
+A subclass of any of them may change the bytes in its ``read()``/``send()``;
+a TLS socket (or a ``makefile()``/``SocketIO`` over one) frames and encrypts
+them in user space. Those, and anything else with a ``fileno()`` (``GzipFile``,
+someone's wrapper), are used through the object itself, never their fd, unless
+they speak the ``__zcopy__`` protocol.
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ class Endpoint:
     position_owner: Any = None
     flush_first: Any = None  # a buffered writer to flush before the kernel writes
     readahead: Any = None  # a buffered non-seekable reader whose buffer must go first
+    # Of an object endpoint over a socket (TLS, a subclass): the fd to wait on when the
+    # object says it would block. Never read or written directly.
+    wait_fd: int = -1
+    chunk: int = 0  # most bytes per write call (a TLS record, so each send is all-or-nothing)
 
 
 
@@ -119,7 +127,9 @@ def _from_fd(fd: int, role: str, what: str | None = None, check_access: bool = T
         if role == "src":
             ep.position_owner = fd
     if check_access and kind in (Kind.FILE, Kind.PIPE, Kind.DEVICE):
-        ep.append = _check_access(fd, role, ep.label)
+        appends = _check_access(fd, role, ep.label)
+        # A pipe has no position: O_APPEND changes nothing, and splice into it is allowed.
+        ep.append = appends and kind is not Kind.PIPE
     if kind is Kind.SOCKET:
         probe = socket.socket(fileno=fd)
         try:
@@ -133,27 +143,108 @@ def _from_fd(fd: int, role: str, what: str | None = None, check_access: bool = T
 
 
 def _from_socket(sock: socket.socket, role: str) -> Endpoint:
+    """An exact ``socket.socket``: its bytes are its fd's bytes."""
     fd = sock.fileno()
     if fd < 0:
         raise ValueError(f"{role} socket is closed")
     label = _socket_label(sock)
     ep = Endpoint(role, Kind.SOCKET, label, sock, fd=fd, timeout=sock.gettimeout())
-    # Only a program that imported ssl can hold a TLS socket: no import on the hot path.
-    ssl = sys.modules.get("ssl")
-    if ssl is not None and isinstance(sock, ssl.SSLSocket):
-        ep.opaque = f"{role} is a TLS socket: its bytes are encrypted in user space (no kTLS)"
-        ep.kind = Kind.OBJECT
-        ep.fd = -1
-    elif _RAW_TYPE.__get__(sock) & 0xF != socket.SOCK_STREAM:  # low bits: SOCK_NONBLOCK etc.
+    if _RAW_TYPE.__get__(sock) & 0xF != socket.SOCK_STREAM:  # low bits: SOCK_NONBLOCK etc.
         ep.opaque = f"{role} is not a stream socket ({sock.type!r})"
     return ep
 
 
-_PLAIN_RAW = (io.FileIO, socket.SocketIO)
-_BUFFERED = (io.BufferedReader, io.BufferedWriter, io.BufferedRandom)
+# The most plaintext one TLS record carries: a send() of at most this much is one SSL_write
+# of one record, which either completes or leaves nothing counted.
+TLS_RECORD = 16 * 1024
+
+
+def _is_tls(sock: object) -> bool:
+    # Only a program that imported ssl can hold a TLS socket: no import here.
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(sock, ssl.SSLSocket)
+
+
+def _from_socket_object(sock: socket.socket, via: Any, role: str) -> Endpoint:
+    """A socket the core does not know byte-for-byte (TLS, a subclass), maybe behind ``via``.
+
+    Its bytes go through the socket object (``send``/``recv_into``), or through
+    ``via`` when that is a buffered reader with read-ahead, never through the fd;
+    the fd is only waited on.
+    """
+    fd = sock.fileno()
+    if fd < 0:
+        raise ValueError(f"{role} socket is closed")
+    tls = _is_tls(sock)
+    family = _RAW_FAMILY.__get__(sock)
+    fam = _FAMILY_NAMES.get(family) or str(socket.AddressFamily(family))
+    label = f"a {'TLS ' if tls else ''}{fam} socket (fd {fd})"
+    name = type(sock).__name__
+    if tls:
+        why = f"{role} is a TLS socket: its bytes are encrypted in user space (no kTLS)"
+    else:
+        why = (
+            f"{role} is a {name}, a socket subclass zcopy does not know byte-for-byte: "
+            f"its own send()/recv_into() move the bytes"
+        )
+    buffered = type(via) in _BUFFERED_TYPES
+    if via is not sock:
+        label = f"{type(via).__name__} ({label})"
+        why += f", and {type(via).__name__} over it is used that way too, never its fd"
+    ep = Endpoint(role, Kind.OBJECT, label, sock, wait_fd=fd, timeout=sock.gettimeout())
+    ep.opaque = why
+    if tls:
+        ep.chunk = TLS_RECORD
+    if role == "src":
+        if buffered:
+            ep.obj = via  # its read-ahead holds plaintext already taken from the socket
+    elif buffered:
+        ep.flush_first = via
+    return ep
+
+
+def _from_transport_socket(tsock: Any, role: str) -> Endpoint:
+    """asyncio's ``TransportSocket``: the transport's own socket, used by its fd."""
+    fd = tsock.fileno()
+    if fd < 0:
+        raise ValueError(f"{role} TransportSocket is closed")
+    tls = _tls_transport(fd)
+    if tls:
+        # Its fd carries TLS records the transport frames: a plaintext byte written
+        # there would corrupt the stream, and the TransportSocket cannot encrypt.
+        raise ValueError(
+            f"{role} TransportSocket (fd {fd}) belongs to a TLS transport: "
+            f"write through the transport, not its socket"
+        )
+    ep = _from_fd(fd, role, what="TransportSocket")
+    ep.obj = tsock
+    return ep
+
+
+def _tls_transport(fd: int) -> bool:
+    """Whether the running selector loop's transport on ``fd`` speaks TLS (best effort)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    loop = asyncio.events._get_running_loop()
+    transports = getattr(loop, "_transports", None)  # selector loops keep fd -> transport
+    transport = transports.get(fd) if transports is not None else None
+    if transport is None:
+        return False
+    sslproto = sys.modules.get("asyncio.sslproto")
+    return sslproto is not None and isinstance(transport.get_protocol(), sslproto.SSLProtocol)
+
+
+_PLAIN_TYPES = frozenset({io.FileIO, socket.SocketIO})
+_BUFFERED_TYPES = frozenset({io.BufferedReader, io.BufferedWriter, io.BufferedRandom})
+# The types zcopy knows byte-for-byte: a subclass of one of them is told apart in explain().
+_KNOWN = (
+    io.FileIO, socket.SocketIO, io.BufferedReader, io.BufferedWriter, io.BufferedRandom, io.BytesIO
+)
 
 
 def _from_file_object(f: Any, role: str) -> Endpoint:
+    """An exact FileIO/SocketIO, or an exact Buffered* over one."""
     if f.closed:
         raise ValueError(f"{role} is a closed file")
     if role == "src" and not f.readable():
@@ -164,15 +255,17 @@ def _from_file_object(f: Any, role: str) -> Endpoint:
     # The object already told us its access mode: no need for fcntl.
     ep = _from_fd(fd, role, what=type(f).__name__, check_access=False)
     ep.obj = f
+    buffered = type(f) in _BUFFERED_TYPES
     if ep.kind is Kind.FILE and role == "dst":
         # The mode string misses O_APPEND set on the fd itself (open(fd, "wb")).
         ep.append = "a" in _mode(f) or bool(_fd_flags(fd) & os.O_APPEND)
     if ep.kind is Kind.SOCKET:
-        raw = f.raw if isinstance(f, _BUFFERED) else f
-        sock = getattr(raw, "_sock", None)
-        if isinstance(sock, socket.socket):
+        raw = f.raw if buffered else f
+        sock = getattr(raw, "_sock", None)  # a SocketIO's socket (a FileIO has none)
+        if sock is not None:
+            if type(sock) is not socket.socket:
+                return _from_socket_object(sock, f, role)
             ep.timeout = sock.gettimeout()
-    buffered = isinstance(f, _BUFFERED)
     if role == "src":
         if ep.kind is Kind.FILE:
             ep.position_owner = f
@@ -195,10 +288,13 @@ def _mode(f: Any) -> str:
 
 def _from_buffer(obj: Any, role: str) -> Endpoint:
     name = type(obj).__name__
-    if isinstance(obj, io.BytesIO):
+    if type(obj) is io.BytesIO:
         if obj.closed:
             raise ValueError("src BytesIO is closed")
-        view = obj.getbuffer()
+        # getvalue() shares the BytesIO's bytes without copying and without exporting
+        # them: the BytesIO stays writable whatever happens to this copy (a later write
+        # copies on write); getbuffer() would lock its size until the view is released.
+        view = memoryview(obj.getvalue())
         ep = Endpoint(role, Kind.BUFFER, f"a BytesIO ({len(view)} bytes)", obj, buffer=view)
         ep.position_owner = obj
         return ep
@@ -222,8 +318,9 @@ def _is_buffer(obj: object) -> bool:
     return True
 
 
-_PLAIN_TYPES = frozenset({io.FileIO, socket.SocketIO})
-_BUFFERED_TYPES = frozenset({io.BufferedReader, io.BufferedWriter, io.BufferedRandom})
+def _spooled(obj: object) -> bool:
+    tempfile = sys.modules.get("tempfile")
+    return tempfile is not None and isinstance(obj, tempfile.SpooledTemporaryFile)
 
 
 def _classify(obj: Any, role: str) -> Endpoint:
@@ -241,17 +338,22 @@ def _classify(obj: Any, role: str) -> Endpoint:
             raise ValueError(f"{role} fd {obj} is negative")
         return _from_fd(obj, role)
     if isinstance(obj, socket.socket):
-        return _from_socket(obj, role)
+        return _from_socket_object(obj, obj, role)
+    trsock = sys.modules.get("asyncio.trsock")
+    if trsock is not None and kind is trsock.TransportSocket:
+        return _from_transport_socket(obj, role)
     if isinstance(obj, io.TextIOBase):
         raise TypeError(
             f"{role} is a text-mode file ({type(obj).__name__}); zcopy moves bytes: "
             f"open it in binary mode ('rb'/'wb') or pass its .buffer"
         )
-    if isinstance(obj, _PLAIN_RAW) or (
-        isinstance(obj, _BUFFERED) and isinstance(obj.raw, _PLAIN_RAW)
-    ):
-        return _from_file_object(obj, role)
-    if role == "src" and (isinstance(obj, io.BytesIO) or _is_buffer(obj)):
+    spooled = _spooled(obj)
+    if spooled and "b" not in _mode(obj):
+        raise TypeError(
+            f"{role} is a text-mode SpooledTemporaryFile (mode {_mode(obj)!r}); zcopy moves "
+            f"bytes: create it in binary mode ('w+b')"
+        )
+    if role == "src" and (kind is io.BytesIO or (not spooled and _is_buffer(obj))):
         return _from_buffer(obj, role)
     name = type(obj).__name__
     if role == "src" and not (hasattr(obj, "readinto") or hasattr(obj, "read")):
@@ -260,19 +362,36 @@ def _classify(obj: Any, role: str) -> Endpoint:
         raise TypeError(f"dst {name} has no write() and is not a file, socket or fd")
     if getattr(obj, "closed", False) is True:
         raise ValueError(f"{role} {name} is closed")
+    ep = Endpoint(role, Kind.OBJECT, f"a {name}", obj)
+    ep.opaque = f"{role} {_why_object(obj, spooled)}"
+    return ep
+
+
+def _why_object(obj: Any, spooled: bool) -> str:
+    """Why an object that is none of the trusted types is read or written in user space."""
+    name = type(obj).__name__
     protocol = "and does not implement the zcopy protocol (__zcopy__)"
-    if isinstance(obj, io.BytesIO):
-        why = "is a BytesIO: its bytes live in this process's memory"
-    elif _has_usable_fileno(obj):
-        why = (
+    if type(obj) is io.BytesIO:
+        return "is a BytesIO: its bytes live in this process's memory"
+    if spooled:  # its fileno() would roll it over to disk: never asked
+        return f"is a SpooledTemporaryFile: its bytes may still be in memory {protocol}"
+    base = next((b for b in _KNOWN if isinstance(obj, b)), None)
+    if base is not None and type(obj) is not base:
+        return (
+            f"{name} is a subclass of {base.__name__}: zcopy trusts only the exact type "
+            f"with its fd (a subclass may change the bytes in read()/write()) {protocol}"
+        )
+    if type(obj) in _BUFFERED_TYPES:
+        return (
+            f"{name} is over a {type(obj.raw).__name__}, not a plain file or socket "
+            f"(its bytes may differ from the fd's) {protocol}"
+        )
+    if _has_usable_fileno(obj):
+        return (
             f"{name} has fileno() but is not a plain file or socket "
             f"(its bytes may differ) {protocol}"
         )
-    else:
-        why = f"{name} has no fileno() {protocol}"
-    ep = Endpoint(role, Kind.OBJECT, f"a {name}", obj)
-    ep.opaque = f"{role} {why}"
-    return ep
+    return f"{name} has no fileno() {protocol}"
 
 
 def _has_usable_fileno(obj: Any) -> bool:
@@ -334,3 +453,99 @@ def resolve(obj: object, role: str) -> Endpoint:
     if names:
         ep.label = f"{ep.label} via {' > '.join(names)}"
     return ep
+
+
+def release(ep: Endpoint) -> None:
+    """Give back a buffer source's view (a bytearray or mmap may be resized again)."""
+    if ep.buffer is not None:
+        try:
+            ep.buffer.release()
+        except BufferError:  # a traceback still holds a slice; the GC will free it
+            pass
+
+
+def resolve_pair(src: object, dst: object) -> tuple[Endpoint, Endpoint]:
+    """Resolve both ends; a refusal releases what the source had taken.
+
+    One file read and written through one position is refused: each write
+    would land where the next read starts (``shutil.copyfileobj(f, f)`` copies
+    the file into itself in 64 KiB leaps). A socket read and written is an echo
+    and is allowed; a section of the file (its own offset) is too.
+    """
+    src_ep = resolve(src, "src")
+    try:
+        dst_ep = resolve(dst, "dst")
+        if (src_ep.obj is dst_ep.obj or (src_ep.fd >= 0 and src_ep.fd == dst_ep.fd)) and (
+            src_ep.offset is None and src_ep.kind is not Kind.SOCKET and src_ep.wait_fd < 0
+        ):
+            raise ValueError(
+                f"src and dst are the same {src_ep.label}: the copy would read back what it "
+                f"writes through one position; open the file twice, or copy a zcopy.section()"
+            )
+    except BaseException:
+        release(src_ep)
+        raise
+    return src_ep, dst_ep
+
+
+# Memory character devices (/dev/null, /dev/zero, /dev/urandom...) never make a reader or
+# writer wait: their major number is 1 on Linux.
+_MEM_MAJOR = 1
+
+
+def blocking_reason(obj: object, role: str) -> str | None:
+    """Why I/O on ``obj`` could block the thread that does it; None if it cannot.
+
+    Judged from what the kernel sees (the fd's ``O_NONBLOCK``, a socket's
+    timeout), not from the Python type: a blocking socket behind ``makefile()``,
+    a raw fd of a blocking pipe, a pipe opened with ``open()``. Regular files
+    never wait in that sense. An object with no fd (a ``BytesIO``, a user
+    object) is taken at its word. Bad objects are left for ``resolve`` to refuse.
+    """
+    for _ in range(_MAX_UNWRAP):
+        hook = getattr(type(obj), "__zcopy__", None)
+        if hook is None:
+            break
+        handoff = hook(obj)
+        if not isinstance(handoff, Handoff):
+            return None
+        obj = handoff.target
+    if isinstance(obj, bool):
+        return None
+    if isinstance(obj, int):
+        return _fd_blocking(obj, f"{role} fd {obj}") if obj >= 0 else None
+    if type(obj) in _BUFFERED_TYPES:
+        obj = obj.raw  # type: ignore[attr-defined]
+    sock = obj if isinstance(obj, socket.socket) else getattr(obj, "_sock", None)
+    if isinstance(obj, socket.SocketIO | socket.socket) and isinstance(sock, socket.socket):
+        if sock.gettimeout() == 0.0 or sock.fileno() < 0:
+            return None
+        what = "a socket" if sock is obj else f"a socket behind {type(obj).__name__}"
+        return f"{role} is {what} with {_timeout_words(sock.gettimeout())}"
+    if _spooled(obj) or _is_buffer(obj) or isinstance(obj, io.BytesIO):
+        return None
+    try:
+        fd = obj.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return None  # no fd: a user object, taken at its word
+    if not isinstance(fd, int) or fd < 0:
+        return None
+    return _fd_blocking(fd, f"{role} {type(obj).__name__} (fd {fd})")
+
+
+def _timeout_words(timeout: float | None) -> str:
+    return "no timeout (blocking)" if timeout is None else f"a {timeout}s timeout (blocking)"
+
+
+def _fd_blocking(fd: int, what: str) -> str | None:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None  # closed: resolve says so
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    if stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == _MEM_MAJOR:
+        return None
+    if _fd_flags(fd) & os.O_NONBLOCK:
+        return None
+    return f"{what} is a blocking {_kind_of_fd(fd, 'fd')[0].value} (O_NONBLOCK is not set)"

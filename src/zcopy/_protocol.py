@@ -55,3 +55,7 @@ class Handoff:
                 raise TypeError(f"Handoff.{name} must be an int or None, not {kind}")
             if value < 0:
                 raise ValueError(f"Handoff.{name} must be >= 0, got {value}")
+        # Checked here, when the wrapper hands off, so a bad observer fails before a byte moves.
+        if self.on_bytes is not None and not callable(self.on_bytes):
+            kind = type(self.on_bytes).__name__
+            raise TypeError(f"Handoff.on_bytes must be callable (on_bytes(n)) or None, not {kind}")

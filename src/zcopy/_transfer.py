@@ -22,6 +22,7 @@ from collections.abc import Callable, Generator
 from typing import Any, NamedTuple
 
 from ._endpoint import Endpoint
+from ._objects import write_some
 
 
 class Wait(NamedTuple):
@@ -148,14 +149,6 @@ def write_all(t: Transfer, view: memoryview) -> Generator[Wait, None, None]:
             done += n
             continue
         else:
-            obj = dst.obj
-            if hasattr(obj, "sendall"):
-                obj.sendall(part)  # a TLS socket keeps its own framing and timeout
-                n = len(part)
-            else:
-                r = obj.write(part)  # type: ignore[attr-defined]
-                n = len(part) if r is None else int(r)
-        if n <= 0:
-            raise OSError(errno.EIO, f"dst {dst.label} accepted 0 bytes")
-        done += n
-        t.advance(n)
+            # An object (TLS, a socket subclass, a file-like): _objects checks what it
+            # claims and accounts for what it took.
+            done += yield from write_some(t, part)
