@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .machine import title
+from .report import cell, route_of
 
 CHARTS = (
     ("cpu_ms_per_gib", "cpu_ms_per_gib.png", "server CPU ms per GiB (lower is better)"),
@@ -17,13 +18,22 @@ CHARTS = (
      "MiB of payload per server CPU-second (higher is better)"),
 )
 
-# Kernel fast path, user-space copy, and the proxy pair: the colour says which kind a bar is.
-_COLOURS = {"sendfile": "#2b8a3e", "userspace": "#c92a2a", "write": "#e67700", "proxy": "#1864ab"}
-_LEGEND = {"sendfile": "sendfile (kernel copy only)", "userspace": "read + write in user space",
-           "write": "write from an mmap", "proxy": "zcopy proxy (measured) before a raw server"}
-_KIND = {"raw": "sendfile", "limit": "sendfile", "observed": "sendfile", "stdlib": "sendfile",
-         "wrapped": "userspace", "naive": "userspace", "mmap": "write",
-         "proxy-splice": "proxy", "proxy-copy": "proxy"}
+# The colour says which route a bar took (measured by strace when it ran): greens for the
+# kernel's zero-copy routes, red for copies through user space, so the two never look alike.
+_COLOURS = {"sendfile": "#2b8a3e", "splice": "#74b816", "mmap+write": "#e67700",
+            "user space": "#c92a2a", "?": "#868e96"}
+_LEGEND = {
+    "sendfile": "sendfile: the kernel sends the file, no byte passes through Python",
+    "splice": "splice: the kernel moves socket to socket through a pipe, no byte through Python",
+    "mmap+write": "write from an mmap: the file is mapped, one copy into the socket",
+    "user space": "user space: each chunk read into Python, then written out (two copies)",
+    "?": "route unknown",
+}
+
+
+def _route(doc: dict[str, Any], mode: str) -> str:
+    route = route_of(mode, doc["modes"][mode])[0]
+    return route if route in _COLOURS else "?"
 
 
 def _errors(doc: dict[str, Any], modes: list[str], key: str) -> list[list[float]] | None:
@@ -66,9 +76,9 @@ def draw(doc: dict[str, Any], out: Path) -> list[Path]:
             continue
         values = [doc["modes"][m][key] for m in modes]
         fig, ax = plt.subplots(figsize=(10, 5.2), dpi=100)
-        colours = [_COLOURS[_KIND.get(m, "userspace")] for m in modes]
-        kinds = list(dict.fromkeys(_KIND.get(m, "userspace") for m in modes))
-        handles = [Patch(color=_COLOURS[k], label=_LEGEND[k]) for k in kinds]
+        routes = [_route(doc, m) for m in modes]
+        colours = [_COLOURS[r] for r in routes]
+        handles = [Patch(color=_COLOURS[r], label=_LEGEND[r]) for r in dict.fromkeys(routes)]
         own = _own_part(doc, modes) if key == "cpu_ms_per_gib" else None
         if own is not None:
             # On loopback the receiver's TCP work runs as softirq on the sender's CPU
@@ -78,20 +88,22 @@ def draw(doc: dict[str, Any], out: Path) -> list[Path]:
                           color=colours, alpha=0.35, hatch="//", edgecolor="white",
                           yerr=_errors(doc, modes, key), capsize=4)
             handles.append(Patch(facecolor="#adb5bd", hatch="//", edgecolor="white",
-                                 label="loopback softirq charged to the server"))
+                                 label="hatched: the receiver's loopback TCP work, "
+                                       "charged to the server's CPU"))
         else:
             bars = ax.bar(modes, values, color=colours, yerr=_errors(doc, modes, key),
                           capsize=4)
-        ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], padding=2, fontsize=9)
+        ax.bar_label(bars, labels=[cell(doc["modes"][m], key, "{:.0f}") for m in modes],
+                     padding=2, fontsize=9)
         ax.set_ylabel(label)
-        ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=2)
+        ax.legend(handles=handles, fontsize=7, loc="upper center", ncol=1)
         params = doc["parameters"]
         ax.set_title(f"{label}\n{heading}, {params['transfers']} transfers"
                      f" x {params['repeat']} repeat(s)", fontsize=10)
         ax.tick_params(axis="x", labelrotation=20)
         errors = _errors(doc, modes, key)
         top = max(v + (errors[1][j] if errors else 0.0) for j, v in enumerate(values))
-        ax.set_ylim(0, top * 1.4)  # headroom for the labels and the legend
+        ax.set_ylim(0, top * (1.3 + 0.12 * len(handles)))  # room for the labels and legend
         fig.tight_layout()
         path = out / name
         fig.savefig(path)

@@ -38,6 +38,15 @@ class Cpu:
         return Cpu(self.user - other.user, self.sys - other.sys, run)
 
     @property
+    def resolution(self) -> float:
+        """Seconds this difference can be off by: a tick without schedstat, a microsecond with.
+
+        >>> Cpu(0.25, 0.5).resolution == 1 / TICK, Cpu(0.0, 0.0, 0.004).resolution
+        (True, 1e-06)
+        """
+        return 1e-6 if self.run is not None else 1 / TICK
+
+    @property
     def total(self) -> float:
         """CPU seconds: the precise run time when known, else user plus system ticks.
 
@@ -108,27 +117,58 @@ def cpu_of(pid: int) -> Cpu:
     return Cpu(ticks.user, ticks.sys, run_time_of(pid))
 
 
-def parse_softirq(proc_stat: str, cpu: int, tick: int = TICK) -> float:
-    """Seconds CPU ``cpu`` has spent in softirq, from the text of ``/proc/stat``.
+@dataclass(frozen=True, slots=True)
+class CpuTimes:
+    """One CPU's busy and softirq seconds so far, from ``/proc/stat`` (clock ticks)."""
+
+    busy: float
+    softirq: float
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.busy - other.busy, self.softirq - other.softirq)
+
+
+def parse_cpu_times(proc_stat: str, cpu: int, tick: int = TICK) -> CpuTimes:
+    """Busy (all but idle and iowait) and softirq seconds of CPU ``cpu`` from ``/proc/stat``.
 
     On loopback the receiver's TCP work runs as softirq on the sender's CPU;
     without ``CONFIG_IRQ_TIME_ACCOUNTING`` the kernel charges it to whatever
     task was running there, i.e. to the server's sys time. This says how much.
 
-    >>> parse_softirq("cpu  1 2 3 4 5 6 7\\ncpu0 1 0 2 3 0 0 250 0 0 0\\n", 0, tick=100)
-    2.5
+    >>> parse_cpu_times("cpu0 100 0 50 900 5 0 25 0 0 0\\n", 0, tick=100)
+    CpuTimes(busy=1.75, softirq=0.25)
     """
     prefix = f"cpu{cpu} "
     for line in proc_stat.splitlines():
         if line.startswith(prefix):
-            return int(line.split()[7]) / tick
+            # user nice system idle iowait irq softirq steal (guest time is inside user)
+            v = [int(x) for x in line.split()[1:9]]
+            return CpuTimes((v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / tick, v[6] / tick)
     raise ValueError(f"no cpu{cpu} line in /proc/stat")
 
 
-def softirq_of(cpu: int) -> float:
-    """Softirq seconds of one CPU so far (see ``parse_softirq``)."""
+def cpu_times_of(cpu: int) -> CpuTimes:
+    """Busy and softirq seconds of one CPU so far (see ``parse_cpu_times``)."""
     with open("/proc/stat") as f:
-        return parse_softirq(f.read(), cpu)
+        return parse_cpu_times(f.read(), cpu)
+
+
+def others_share(core: CpuTimes, server: Cpu, window_s: float) -> float | None:
+    """How busy the server's core was with other work during a pass, as a share of the pass.
+
+    The core's busy time, less its softirq (the loopback's own TCP work) and
+    less the server's ticks. A lower bound: softirq that ran inside a busy
+    neighbour is not counted. Good to one tick (10 ms) per pass.
+
+    >>> others_share(CpuTimes(busy=1.0, softirq=0.2), Cpu(0.1, 0.3), 2.0)
+    0.2
+    >>> others_share(CpuTimes(0.5, 0.0), Cpu(0.2, 0.4), 1.0)
+    0.0
+    """
+    if window_s <= 0:
+        return None
+    others = core.busy - core.softirq - (server.user + server.sys)
+    return round(max(0.0, others) / window_s, 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,20 +185,30 @@ class Figures:
     page_faults: int | None = None
     # CPU per GiB less that softirq: the sender's own work, which is what a real network shows.
     cpu_ms_per_gib_ex_softirq: float | None = None
+    # What each CPU-per-GiB figure can be off by: the instrument's resolution, per GiB moved.
+    resolution_ms_per_gib: float | None = None
+    ex_softirq_resolution_ms_per_gib: float | None = None
+    # Other tasks' CPU on the server's core during the pass, as a share of the pass (pinned only).
+    others_share: float | None = None
 
 
 def figures(cpu: Cpu, moved: int, wall_s: float, softirq_s: float | None = None,
-            page_faults: int | None = None) -> Figures:
+            page_faults: int | None = None, others: float | None = None) -> Figures:
     """CPU per GiB, payload per CPU-second and wall throughput from one pass.
 
+    The resolutions: the CPU difference is good to ``cpu.resolution``; the
+    softirq one to a clock tick, so the figure without softirq is good to a
+    tick more. Spread over the GiB moved, that is what each figure can be off by.
+
     >>> f = figures(Cpu(0.1, 0.4), 10 * GIB, 5.0)
-    >>> f.cpu_ms_per_gib, f.mib_per_cpu_s, f.wall_mib_s
-    (50.0, 20480.0, 2048.0)
+    >>> f.cpu_ms_per_gib, f.mib_per_cpu_s, f.wall_mib_s, f.resolution_ms_per_gib
+    (50.0, 20480.0, 2048.0, 1.0)
     """
     gib = moved / GIB
-    own = None
+    own = own_res = None
     if softirq_s is not None and gib:
         own = max(0.0, cpu.total - softirq_s) * 1000 / gib
+        own_res = (cpu.resolution + 1 / TICK) * 1000 / gib
     return Figures(
         cpu_user_s=cpu.user,
         cpu_sys_s=cpu.sys,
@@ -169,6 +219,9 @@ def figures(cpu: Cpu, moved: int, wall_s: float, softirq_s: float | None = None,
         softirq_s=softirq_s,
         page_faults=page_faults,
         cpu_ms_per_gib_ex_softirq=own,
+        resolution_ms_per_gib=cpu.resolution * 1000 / gib if gib else None,
+        ex_softirq_resolution_ms_per_gib=own_res,
+        others_share=others,
     )
 
 

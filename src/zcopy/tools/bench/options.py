@@ -70,6 +70,7 @@ class Settings:
     strace: bool = True
     quick: bool = False
     flamegraph: str | None = None
+    wide: bool = False
 
     @property
     def strace_transfers(self) -> int:
@@ -108,6 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="small and fast: 16MiB x 2 transfers, for smoke runs")
     parser.add_argument("--flamegraph", metavar="MODE", choices=tuple(MODES),
                         help="also record a py-spy flamegraph (SVG) of MODE's server")
+    parser.add_argument("--wide", action="store_true",
+                        help="print every column (user/sys s, softirq, MiB/s, each syscall); "
+                             "results.json always has them all")
 
 
 def from_args(args: argparse.Namespace) -> Settings:
@@ -127,4 +131,5 @@ def from_args(args: argparse.Namespace) -> Settings:
         strace=not args.no_strace,
         quick=quick,
         flamegraph=args.flamegraph,
+        wide=bool(getattr(args, "wide", False)),
     )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import strace_pass
-from .measure import Cpu, Figures, cpu_of, faults_of, figures, softirq_of
+from .measure import Cpu, CpuTimes, Figures, cpu_of, cpu_times_of, faults_of, figures, others_share
 from .modes import EXTRA_MODES, MODES
 from .procs import Child, ChildFailed, Children
 
@@ -51,6 +51,8 @@ class PassResult:
     wall_s: float = 0.0
     cpu: Cpu | None = None
     softirq_s: float | None = None
+    core: CpuTimes | None = None  # the server's core during the pass (pinned only)
+    window_s: float = 0.0
     page_faults: int | None = None
     syscalls: dict[str, int] | None = None
     file_reads: int | None = None
@@ -61,7 +63,9 @@ class PassResult:
         """The seed's figures for this pass (``None`` unless it finished and was measured)."""
         if self.error is not None or self.cpu is None:
             return None
-        return figures(self.cpu, self.moved, self.wall_s, self.softirq_s, self.page_faults)
+        others = None if self.core is None else others_share(self.core, self.cpu, self.window_s)
+        return figures(self.cpu, self.moved, self.wall_s, self.softirq_s, self.page_faults,
+                       others)
 
 
 def server_argv(spec: PassSpec, mode: str | None = None) -> list[str]:
@@ -138,7 +142,8 @@ def run_pass(
                 profiler = _start_profiler(kids, measured.pid, flamegraph)
             before = cpu_of(measured.pid)
             faults_before = faults_of(measured.pid)
-            irq_before = softirq_of(SERVER_CPU) if spec.pin else None
+            core_before = cpu_times_of(SERVER_CPU) if spec.pin else None
+            started = time.monotonic()
             _run_client(kids, spec, port, result, on_transfer)
             if measured.name == "server":
                 measured.expect("done", READY_TIMEOUT)
@@ -146,8 +151,10 @@ def run_pass(
                 time.sleep(0.2)  # the proxy closes its two sockets after the client's EOF
             result.cpu = cpu_of(measured.pid) - before
             result.page_faults = faults_of(measured.pid) - faults_before
-            if irq_before is not None:
-                result.softirq_s = softirq_of(SERVER_CPU) - irq_before
+            if core_before is not None:
+                result.core = cpu_times_of(SERVER_CPU) - core_before
+                result.softirq_s = result.core.softirq
+                result.window_s = time.monotonic() - started
             if tracer is not None and out is not None:
                 result.syscalls, result.file_reads = strace_pass.collect(tracer, out, spec.file)
             if profiler is not None:

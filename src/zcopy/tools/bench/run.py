@@ -23,7 +23,16 @@ from .measure import MIB
 from .modes import MODES
 from .options import Settings
 from .passes import PassResult, PassSpec, py_spy, run_pass
-from .report import Results, markdown_table, table_rows
+from .report import (
+    BUSY_SHARE,
+    Results,
+    footnotes,
+    load,
+    markdown_table,
+    plain_table,
+    summary,
+    table_rows,
+)
 
 
 def proxy_missing() -> str | None:
@@ -42,8 +51,12 @@ def default_out() -> Path:
 
 def execute(settings: Settings) -> int:
     """Run the bench with ``settings``; the exit status of ``zcopy bench``."""
+    # Both are needed (the charts, the console): a missing one stops the bench before it
+    # starts, and ``zcopy`` turns the ModuleNotFoundError into one line naming the extra.
+    import matplotlib  # noqa: F401
     from rich.console import Console
 
+    # rich honours NO_COLOR and prints no colour codes to a pipe or a file.
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     if not sys.platform.startswith("linux"):
         console.print(f"zcopy bench: needs Linux (sendfile, splice, /proc); this is {sys.platform}")
@@ -132,7 +145,7 @@ def _execute(settings: Settings, out: Path, workdir: Path, console: Any) -> int:
 
     _run_plan(plan, spec, results, workdir, run_id, out, console)
     results.finish()
-    _report(results, out, console)
+    _report(results, out, console, settings.wide)
     return 1 if results.doc["failed"] else 0
 
 
@@ -182,22 +195,35 @@ def _record(kind: str, mode: str, got: PassResult, results: Results, console: An
         results.add_trace(mode, got.syscalls, got.file_reads)
 
 
-def _report(results: Results, out: Path, console: Any) -> None:
+def _report(results: Results, out: Path, console: Any, wide: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
     doc = results.doc
-    rows = table_rows(doc)
-    table = Table(title=f"zcopy bench: {doc['parameters']['transfers']} x "
-                        f"{doc['parameters']['size'] / MIB:.0f} MiB per mode, server CPU")
-    for j, head in enumerate(rows[0]):
-        table.add_column(head, justify="left" if j == 0 else "right", no_wrap=True)
-    for row in rows[1:]:
-        table.add_row(*row)
-    screen = Console()
-    if not screen.is_terminal:
-        screen = Console(width=160)  # a pipe or file gets the whole table, not wrapped headers
-    screen.print(table)
+    rows = table_rows(doc, wide)
+    title = (f"zcopy bench: {doc['parameters']['transfers']} x "
+             f"{doc['parameters']['size'] / MIB:.0f} MiB per mode, server CPU")
+    screen = Console(highlight=False)
+    if screen.is_terminal and not screen.no_color:
+        table = Table(title=title)
+        for j, head in enumerate(rows[0]):
+            table.add_column(head, justify="left" if j < 2 else "right", no_wrap=True)
+        for row in rows[1:]:
+            table.add_row(*row)
+        screen.print(table)
+    else:  # a pipe, a file or NO_COLOR: plain text, no box drawing, never wrapped
+        print(title)
+        print(plain_table(rows))
+    for line in footnotes(rows):
+        print(line)
+    share, warning = load(doc)
+    doc["load"] = {"others_share_max": share, "threshold": BUSY_SHARE, "busy": warning is not None}
+    if warning:
+        results.note(warning)
+        console.print(f"[yellow]warning:[/] {warning}")
+    sentence = summary(doc)
+    doc["summary"] = sentence
+    results.write()
     (out / "table.md").write_text(markdown_table(doc) + "\n")
     try:
         drawn = charts.draw(doc, out)
@@ -213,3 +239,4 @@ def _report(results: Results, out: Path, console: Any) -> None:
     console.print(f"results: {out / 'results.json'}" +
                   "".join(f", {p}" for p in drawn) +
                   "".join(f", {p}" for p in sorted(out.glob("flamegraph-*.svg"))))
+    print(sentence)
