@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from asgi_util import TESTS, request, start
 from serve_util import SRC, ServeProc, read_response, wait_for
 
-TESTS = Path(__file__).resolve().parent
 SMALL = 4096
 BIG = 3 << 20
 
@@ -35,17 +35,6 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def start(root: Path, app: str = "asgi_apps:app", *args: str, **env: str) -> ServeProc:
-    """``zcopy serve --app APP`` with the test apps importable and ``root`` as their files."""
-    old = dict(os.environ)
-    os.environ.update(ZCOPY_TEST_ROOT=str(root), **env)
-    try:
-        return ServeProc(root, "--app", app, "--app-dir", str(TESTS), *args)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-
-
 @pytest.fixture(scope="module")
 def server(root: Path) -> Iterator[ServeProc]:
     with start(root, "asgi_fastapi:app") as proc:
@@ -56,19 +45,6 @@ def server(root: Path) -> Iterator[ServeProc]:
 def raw_server(root: Path) -> Iterator[ServeProc]:
     with start(root, "asgi_apps:raw_app", "--root-path", "/mnt") as proc:
         yield proc
-
-
-def request(
-    port: int, method: str, path: str, body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[http.client.HTTPResponse, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp, resp.read()
-    finally:
-        conn.close()
 
 
 # --- the scope, plain responses, files ------------------------------------------------------

@@ -1,0 +1,89 @@
+"""The ASGI response head planner, sans-IO: status and fields in, head bytes and framing out."""
+
+from __future__ import annotations
+
+import pytest
+
+from zcopy.serve.asgi.response import BadResponse, Framing, chunk, start
+
+DATE = b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\nServer: zcopy/test\r\n"
+
+
+def plan(
+    status: object = 200,
+    fields: list[tuple[bytes, bytes]] | None = None,
+    *,
+    head_request: bool = False,
+    http10: bool = False,
+    keep_alive: bool = True,
+) -> tuple[bytes, Framing, int | None, bool]:
+    h = start(
+        status, fields or [], head_request=head_request, http10=http10, keep_alive=keep_alive,
+        date_block=DATE,
+    )
+    return h.data, h.framing, h.length, h.keep_alive
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "framing", "keep_alive", "has", "lacks"),
+    [
+        ({"fields": [(b"content-length", b"5")]}, Framing.LENGTH, True,
+         b"content-length: 5\r\n", b"Transfer-Encoding"),
+        ({}, Framing.CHUNKED, True, b"Transfer-Encoding: chunked\r\n", b"Connection"),
+        ({"http10": True}, Framing.UNTIL_CLOSE, False, b"Connection: close\r\n", b"chunked"),
+        ({"http10": True, "fields": [(b"content-length", b"1")]}, Framing.LENGTH, True,
+         b"Connection: keep-alive\r\n", b"chunked"),
+        ({"head_request": True}, Framing.NONE, True, b"Date:", b"chunked"),
+        ({"head_request": True, "fields": [(b"content-length", b"9")]}, Framing.NONE, True,
+         b"content-length: 9\r\n", b"chunked"),
+        ({"status": 204}, Framing.NONE, True, b"204 No Content", b"chunked"),
+        ({"status": 304, "fields": [(b"etag", b'"x"')]}, Framing.NONE, True, b'etag: "x"',
+         b"chunked"),
+        ({"keep_alive": False}, Framing.CHUNKED, False, b"Connection: close\r\n", b"keep-alive"),
+        # the app's hop-by-hop fields are the server's business: dropped, close honoured
+        ({"fields": [(b"Connection", b"close"), (b"Transfer-Encoding", b"gzip")]},
+         Framing.CHUNKED, False, b"Connection: close\r\n", b"gzip"),
+        # an app's own Date/Server replace the server's
+        ({"fields": [(b"server", b"mine")]}, Framing.CHUNKED, True, b"server: mine\r\n",
+         b"zcopy/test"),
+        ({"status": 299}, Framing.CHUNKED, True, b"HTTP/1.1 299 \r\n", b"Connection"),
+    ],
+)
+def test_framing_table(
+    kwargs: dict[str, object], framing: Framing, keep_alive: bool, has: bytes, lacks: bytes
+) -> None:
+    data, got_framing, _, got_keep = plan(**kwargs)  # type: ignore[arg-type]
+    assert (got_framing, got_keep) == (framing, keep_alive)
+    assert has in data and lacks not in data
+    assert data.endswith(b"\r\n\r\n") and data.count(b"\r\n\r\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "fields", "message"),
+    [
+        (100, [], "200 to 599"),
+        (True, [], "200 to 599"),
+        ("200", [], "200 to 599"),
+        (200, [(b"x-a", b"1\r\nSet-Cookie: a=b")], "corrupt"),
+        (200, [(b"x-a", b"nul\x00")], "corrupt"),
+        (200, [(b"bad name", b"1")], "corrupt"),
+        (200, [(b"x-a:", b"1")], "corrupt"),
+        (200, [("x-a", "1")], "must be bytes"),
+        (200, [(b"x-a",)], "pair"),
+        (200, [(b"content-length", b"-1")], "not a number"),
+        (200, [(b"content-length", b"1"), (b"content-length", b"2")], "two different"),
+    ],
+)
+def test_bad_responses_are_refused(status: object, fields: list[tuple[bytes, bytes]],
+                                   message: str) -> None:
+    with pytest.raises(BadResponse, match=message):
+        plan(status, fields)
+
+
+def test_repeated_equal_content_length_is_fine() -> None:
+    _, framing, length, _ = plan(200, [(b"content-length", b"3"), (b"Content-Length", b" 3")])
+    assert (framing, length) == (Framing.LENGTH, 3)
+
+
+def test_chunk_encoding() -> None:
+    assert chunk(b"x" * 255) == b"ff\r\n" + b"x" * 255 + b"\r\n"
