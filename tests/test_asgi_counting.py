@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
-from asgi_util import BOTH, Exchange, run_app
+from asgi_fake import BOTH, Exchange, run_app
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -136,6 +137,20 @@ def test_count_is_not_taken_for_a_send_that_failed(text_file: Path) -> None:
     with pytest.raises(OSError):
         asyncio.run(go())
     assert counted == []
+
+
+def test_the_documented_middleware_example(text_file: Path) -> None:
+    """docs/asgi.md's metrics middleware, run as printed: messages kept, bytes counted."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "asgi.md").read_text()
+    after = doc.split("<!-- tested: tests/test_asgi_counting.py runs this block -->", 1)[1]
+    code = after.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/asgi.md", "exec"), namespace)
+    for fields in ({}, {"range": "bytes=0-9,100-109"}):
+        middleware = namespace["BytesSent"](file_app(text_file))
+        got = run_app(middleware, headers=fields, extensions=BOTH)
+        assert any(kind.startswith(ZEROCOPYSEND) for kind in got.kinds)
+        assert middleware.totals == {"/": len(got.body)}
 
 
 # -- the traps ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Which ASGI messages carry a planned response, for each set of server extensions.
 
-Pure protocol, checked with the in-memory server of ``asgi_util``: zerocopysend
+Pure protocol, checked with the in-memory server of ``asgi_fake``: zerocopysend
 per file part when offered, pathsend only for a whole file, a read loop otherwise.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asgi_util import BOTH, run_app
+from asgi_fake import BOTH, run_app
 
 from zcopy.asgi import Delivery, FileResponse, FileShrank
 from zcopy.asgi.delivery import CHUNK, choose, deliver, read_chunk
@@ -152,8 +152,13 @@ def _loop_with_disconnect(path: Path, spec_version: str) -> list[Message]:
         sent.append(message)
         await asyncio.sleep(0)  # a real server yields while it writes
 
-    scope = {"type": "http", "method": "GET", "headers": [], "extensions": {},
-             "asgi": {"version": "3.0", "spec_version": spec_version}}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "headers": [],
+        "extensions": {},
+        "asgi": {"version": "3.0", "spec_version": spec_version},
+    }
     asyncio.run(asyncio.wait_for(FileResponse(path)(scope, receive, send), 30))
     return sent
 

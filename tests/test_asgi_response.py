@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from asgi_util import BOTH, Uvicorn, multipart_parts, run_app
+from asgi_fake import BOTH, Uvicorn, multipart_parts, run_app
 
 from zcopy.asgi import Delivery, FileResponse
 from zcopy.asgi.delivery import CHUNK
@@ -138,7 +138,7 @@ def test_filename_and_headers(server: Uvicorn) -> None:
     status, headers, _ = server.request("/named")
     assert status == 200 and headers["x-app"] == "1"
     assert headers["content-disposition"] == (
-        "attachment; filename=\"r_sum_ \\\"1\\\".bin\"; "
+        'attachment; filename="r_sum_ \\"1\\".bin"; '
         "filename*=UTF-8''r%C3%A9sum%C3%A9%20%221%22.bin"
     )
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from asgi_util import BOTH, Uvicorn, multipart_parts, run_app
+from asgi_fake import BOTH, Uvicorn, multipart_parts, run_app
 
 from zcopy.asgi import StaticFiles
 from zcopy.asgi.static import route_target
