@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from zcopy._routes import userspace  # noqa: E402
+from zcopy.tools._proc import median, spread  # noqa: E402
 from zcopy.tools.bench import data, machine  # noqa: E402
-from zcopy.tools.bench.measure import MIB, Figures, median, spread  # noqa: E402
+from zcopy.tools.bench.measure import MIB, Figures  # noqa: E402
 from zcopy.tools.bench.options import parse_size  # noqa: E402
 from zcopy.tools.bench.passes import PassSpec, run_pass  # noqa: E402
 

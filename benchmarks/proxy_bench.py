@@ -35,43 +35,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _common import ROOT, wait_listening
+
+from zcopy.tools import strace
+from zcopy.tools._proc import cpu_of, free_port, median
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "src"))
-
-from zcopy.tools import strace  # noqa: E402
-
 GIB = 1 << 30
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of the process: every thread's run time (ns, from schedstat) plus its
-    reaped children's utime + stime (socat forks one per client)."""
-    run_ns = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            run_ns += int((task / "schedstat").read_text().split()[0])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return run_ns / 1e9 + (int(fields[13]) + int(fields[14])) / TICK
+    """CPU time of the proxy, with the children it reaped (socat forks one per client)."""
+    return cpu_of(pid, reaped=True).total
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"proxy exited with {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
-            s.sendall(b"I")
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port} after {timeout}s")
+    wait_listening(port, proc, timeout, hello=b"I")  # "I": an idle client, to the upstream
 
 
 @dataclass
@@ -307,7 +286,7 @@ def run_peer(peer: Peer, up: int, args: argparse.Namespace, env: dict[str, str],
     try:
         wait_port(port, proc)
         per = cpu_per_gib(proc.pid, port, args.size, args.reps)
-        row["cpu_s_per_gib"] = round(sorted(per)[len(per) // 2], 3)
+        row["cpu_s_per_gib"] = round(median(per) or 0.0, 3)
         row["cpu_s_per_gib_runs"] = [round(x, 3) for x in per]
         print(f"{peer.name}: {row['cpu_s_per_gib']} CPU s/GiB (runs {row['cpu_s_per_gib_runs']})",
               flush=True)
@@ -326,9 +305,14 @@ def run_peer(peer: Peer, up: int, args: argparse.Namespace, env: dict[str, str],
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    if args.strace and strace.available():
-        row["strace_64MiB"] = traced_syscalls(peer, up, port, 64 << 20, tmp)
-        print(f"  strace (64 MiB): {row['strace_64MiB']}", flush=True)
+    if args.strace:
+        why = strace.unavailable_reason()
+        if why is None:
+            row["strace_64MiB"] = traced_syscalls(peer, up, port, 64 << 20, tmp)
+            print(f"  strace (64 MiB): {row['strace_64MiB']}", flush=True)
+        else:
+            row["strace_64MiB"] = f"skipped: {why}"
+            print(f"  SKIP strace: {why}", flush=True)
     return row
 
 

@@ -43,7 +43,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -56,17 +55,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-SRC = ROOT / "src"
-sys.path.insert(0, str(SRC))
+from _common import ROOT, SRC, stop_group, version
 
-from zcopy.tools import strace  # noqa: E402
+from zcopy.tools import _proc, strace
+from zcopy.tools._proc import descendants, free_port, spread, tracer_of
+
+HERE = Path(__file__).resolve().parent
 
 SCHEMA = "zcopy-serve-bench/1"
 GIB = 1 << 30
 MIB = 1 << 20
-TICK = os.sysconf("SC_CLK_TCK")
 LOCK = "/tmp/zcopy-bench.lock"
 # The first two CPUs this process may use: the servers' and the load's (CPUs 0 and 1 usually).
 _ALLOWED = sorted(os.sched_getaffinity(0))
@@ -78,68 +76,6 @@ ZCOPY, NGINX, AIOHTTP, STARLETTE, HTTPSERVER = (
 TRACED = (*strace.DATA_SYSCALLS, "epoll_wait", "epoll_pwait", "epoll_ctl", "poll", "ppoll",
           "setsockopt", "openat", "close", "fstat", "newfstatat", "statx")
 FILE_READS = ("read", "readv", "pread64", "preadv", "preadv2")
-
-
-# ----------------------------------------------------------------------------- /proc
-
-
-def tree_pids(pid: int) -> list[int]:
-    """``pid`` and all its descendants (a server's master, workers, helpers)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{p}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    todo += [int(c) for c in (task / "children").read_text().split()]
-    return out
-
-
-def tree_cpu(pid: int) -> tuple[float, float]:
-    """(utime + stime from /proc/PID/stat, schedstat run time) of the tree, in seconds."""
-    ticks, run_ns = 0, 0
-    for p in tree_pids(pid):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(f[11]) + int(f[12])  # fields 14, 15: utime, stime
-            for task in Path(f"/proc/{p}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    run_ns += int((task / "schedstat").read_text().split()[0])
-    return ticks / TICK, run_ns / 1e9
-
-
-def cpu_busy(cpu: int) -> float:
-    """Seconds CPU ``cpu`` has spent not idle since boot (/proc/stat), whoever ran."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith(f"cpu{cpu} "):
-            v = [int(x) for x in line.split()[1:]]
-            return (sum(v[:8]) - v[3] - v[4]) / TICK  # minus idle, iowait; guests are in user
-    return 0.0
-
-
-def tree_mem_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) summed over the tree, KiB."""
-    rss = hwm = 0
-    for p in tree_pids(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    rss += int(line.split()[1])
-                elif line.startswith("VmHWM:"):
-                    hwm += int(line.split()[1])
-    return rss, hwm
-
-
-def reset_hwm(pid: int) -> bool:
-    """Reset VmHWM to the current RSS (``5 > clear_refs``), so it shows this test's peak."""
-    ok = True
-    for p in tree_pids(pid):
-        try:
-            Path(f"/proc/{p}/clear_refs").write_text("5")
-        except OSError:
-            ok = False
-    return ok
 
 
 # ----------------------------------------------------------------------------- servers
@@ -159,12 +95,6 @@ class Server:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def nginx_config(tmp: Path, root: Path, port: int) -> Path:
@@ -209,7 +139,7 @@ def servers(root: Path, tmp: Path) -> Iterator[Server | str]:
         cfg = nginx_config(tmp, root, p)
         yield Server(NGINX, ["nginx", "-p", f"{tmp}/", "-e", f"{tmp}/nginx-error.log",
                              "-c", str(cfg)], p,
-                     note=f"{_nginx_version()}: 1 worker, sendfile on, tcp_nopush on, "
+                     note=f"{_nginxversion()}: 1 worker, sendfile on, tcp_nopush on, "
                           "open_file_cache, access_log off")
     else:
         yield f"{NGINX}: not installed (run benchmarks/setup_peers.sh)"
@@ -217,7 +147,7 @@ def servers(root: Path, tmp: Path) -> Iterator[Server | str]:
     if _has("aiohttp"):
         p = free_port()
         yield Server(AIOHTTP, [py, apps, "aiohttp", str(root), str(p)], p,
-                     note=f"aiohttp {_version('aiohttp')} web.FileResponse")
+                     note=f"aiohttp {version('aiohttp')} web.FileResponse")
     else:
         yield f"{AIOHTTP}: not installed (pip install -e '.[peers]')"
     if _has("uvicorn") and _has("starlette"):
@@ -225,8 +155,8 @@ def servers(root: Path, tmp: Path) -> Iterator[Server | str]:
         loop = "uvloop" if _has("uvloop") else "asyncio"
         http = "httptools" if _has("httptools") else "h11"
         yield Server(STARLETTE, [py, apps, "starlette", str(root), str(p)], p,
-                     note=f"uvicorn {_version('uvicorn')} ({loop}, {http}) + "
-                          f"starlette {_version('starlette')} FileResponse")
+                     note=f"uvicorn {version('uvicorn')} ({loop}, {http}) + "
+                          f"starlette {version('starlette')} FileResponse")
     else:
         yield f"{STARLETTE}: not installed (pip install -e '.[peers]')"
     p = free_port()
@@ -239,14 +169,7 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
-def _nginx_version() -> str:
+def _nginxversion() -> str:
     try:
         r = subprocess.run(["nginx", "-v"], capture_output=True, text=True, timeout=10)
         return r.stderr.strip().removeprefix("nginx version: ")
@@ -294,18 +217,9 @@ def tail(path: Path | None, n: int = 15) -> str:
 
 
 def stop(server: Server, timeout: float = 15) -> None:
-    proc = server.proc
-    if proc is None or proc.poll() is not None:
-        return
     # nginx: SIGTERM is a fast shutdown; the Python servers take SIGTERM/SIGINT.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    if server.proc is not None:
+        stop_group(server.proc, timeout)
 
 
 # ----------------------------------------------------------------------------- clients
@@ -345,11 +259,25 @@ def rotated(items: list[Server], i: int) -> list[Server]:
 
 
 def median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
+    """The median, NaN for none (a table cell, never a crash)."""
+    m = _proc.median(xs)
+    return float("nan") if m is None else m
 
 
-def spread(xs: list[float]) -> list[float]:
-    return [round(min(xs), 4), round(max(xs), 4)] if xs else []
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """(utime + stime, schedstat run time) of the server's process tree, in seconds."""
+    cpu = _proc.tree_cpu_of(pid)
+    return cpu.ticks, cpu.run or 0.0
+
+
+def cpu_busy(cpu: int) -> float:
+    """Seconds CPU ``cpu`` has spent not idle since boot, whoever ran."""
+    return _proc.cpu_times_of(cpu).busy
+
+
+def tree_mem_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) summed over the server's process tree, KiB."""
+    return _proc.memory_kib(descendants(pid))
 
 
 # ----------------------------------------------------------------------------- 1. CPU/GiB
@@ -540,7 +468,7 @@ def measure_rss(live: list[Server], clients: int, seconds: float) -> dict[str, A
     rows = []
     for s in live:
         base_rss, _ = tree_mem_kib(s.pid)
-        hwm_reset = reset_hwm(s.pid)
+        hwm_reset = _proc.reset_peak_memory(descendants(s.pid))
         peak = [base_rss]
         done = threading.Event()
 
@@ -582,28 +510,20 @@ def measure_rss(live: list[Server], clients: int, seconds: float) -> dict[str, A
 # ----------------------------------------------------------------------------- 4. strace
 
 
-def traced_pid(pid: int) -> bool:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("TracerPid:"):
-                return line.split()[1] != "0"
-    return False
-
-
 def measure_strace(server: Server, tmp: Path, root: Path, size: int) -> dict[str, Any]:
     """Attach strace to the running server; fetch the big file whole, a range, the small file.
 
     Only the serving is traced (not start-up), so the counts compare servers directly.
     """
     out = tmp / f"strace-{server.name.split()[0]}.out"
-    pids = tree_pids(server.pid)
+    pids = descendants(server.pid)
     tracer = subprocess.Popen(strace.attach_command(str(out), pids, TRACED),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     buf = bytearray(MIB)
     first, length = 1000, min(8 * MIB, size // 2)
     try:
         deadline = time.monotonic() + 20
-        while not all(traced_pid(p) for p in pids):
+        while not all(tracer_of(p) for p in pids):
             if time.monotonic() > deadline or tracer.poll() is not None:
                 err = tracer.stderr.read().decode(errors="replace") if tracer.stderr else ""
                 return {"skipped": f"strace could not attach: {err.strip()[-200:]}"}
@@ -702,24 +622,14 @@ def profile_rps(server: Server, out_dir: Path, conns: int, seconds: float) -> di
 
 
 def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
-    mem = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
-    osr = Path("/etc/os-release")
-    pretty = re.search(r'PRETTY_NAME="?([^"\n]*)', osr.read_text()) if osr.exists() else None
+    """The machine's facts (zcopy.tools._proc.facts) and the peers' versions."""
     wrk = shutil.which("wrk")
     return {
-        "kernel": os.uname().release,
-        "os": pretty[1] if pretty else "?",
-        "cpu_model": model[1].strip() if model else "?",
-        "cpus": os.cpu_count(),
-        "hypervisor": " hypervisor" in cpuinfo,
-        "mem_gib": round(int(mem[1]) / (1 << 20), 1) if mem else None,
-        "python": sys.version.split()[0],
-        "nginx": _nginx_version() if shutil.which("nginx") else None,
+        **_proc.facts(),
+        "nginx": _nginxversion() if shutil.which("nginx") else None,
         "wrk": subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("[")[0]
         .strip() if wrk else None,
-        "packages": {d: _version(d) for d in ("httptools", "aiohttp", "uvicorn", "starlette")},
+        "packages": {d: version(d) for d in ("httptools", "aiohttp", "uvicorn", "starlette")},
         "loadavg_start": os.getloadavg(),
         "zcopy_commit": _git("rev-parse", "--short", "HEAD"),
         "zcopy_tree_dirty": bool(_git("status", "--porcelain", "--", "src")),
@@ -791,9 +701,9 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 def table(res: dict[str, Any]) -> str:
     m = res["machine"]
-    lines = [f"{res['started_utc']}: {m['cpus']} x {m['cpu_model']}"
+    lines = [f"{res['started_utc']}: {m['cpus']} x {m['cpu']}"
              f"{' (VM)' if m['hypervisor'] else ''}, {m['mem_gib']} GiB, Linux {m['kernel']}, "
-             f"{m['os']}, Python {m['python']}, {m['nginx'] or 'no nginx'}, "
+             f"{m['os']}, {m['python']}, {m['nginx'] or 'no nginx'}, "
              f"{m['wrk'] or 'no wrk'}; zcopy {m['zcopy_commit'] or '?'}"
              f"{' (src modified)' if m['zcopy_tree_dirty'] else ''}"
              f"; load average at start {m['loadavg_start'][0]:.2f}", ""]
@@ -805,23 +715,23 @@ def table(res: dict[str, Any]) -> str:
                   "schedstat x nginx | GiB/s | others on CPU 0 |",
                   "|---|---:|---|---:|---:|---:|---:|"]
         for r in cpu["rows"]:
-            ratio = (f"{r['ratio_to_nginx']:.2f} ({r['ratio_to_nginx_spread'][0]:.2f}-"
-                     f"{r['ratio_to_nginx_spread'][1]:.2f})" if r["ratio_to_nginx"] else "-")
+            ratio = (f"{r['ratio_to_nginx']:.2f} ({r['ratio_to_nginx_spread']['min']:.2f}-"
+                     f"{r['ratio_to_nginx_spread']['max']:.2f})" if r["ratio_to_nginx"] else "-")
             sr = f"{r['sched_ratio_to_nginx']:.2f}" if r["sched_ratio_to_nginx"] else "-"
             lines.append(f"| {r['name']} | {r['cpu_s_per_gib']:.3f} | "
                          f"{' '.join(f'{x:.3f}' for x in r['runs'])} | {ratio} | {sr} | "
                          f"{r['gib_per_s']:.2f} | {r['cpu0_other_util']:.0%} |")
         lines.append("")
     rps = res.get("rps")
-    if isinstance(rps, dict):
+    if isinstance(rps, dict) and "rows" in rps:
         lines += [f"### 4 KiB file, keep-alive, {rps['client']}, {rps['repeats']} repeats", "",
                   "| server | req/s (median) | runs | zcopy / this (range) | server CPU | "
                   "CPU us/req | p99 ms | errors | others on CPU 0 |",
                   "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
         for r in rps["rows"]:
             zr = r.get("zcopy_over_this")
-            ratio = (f"{zr:.2f} ({r['zcopy_over_this_spread'][0]:.2f}-"
-                     f"{r['zcopy_over_this_spread'][1]:.2f})" if zr else "-")
+            ratio = (f"{zr:.2f} ({r['zcopy_over_this_spread']['min']:.2f}-"
+                     f"{r['zcopy_over_this_spread']['max']:.2f})" if zr else "-")
             lines.append(f"| {r['name']} | {r['rps']:.0f} | "
                          f"{' '.join(f'{x:.0f}' for x in r['runs'])} | {ratio} | "
                          f"{r['server_cpu_util']:.0%} | {r['server_cpu_us_per_req']:.1f} | "
@@ -902,6 +812,7 @@ def main() -> int:
     rps_reps, duration = args.rps_reps or (1 if q else 3), args.duration or (1.0 if q else 10.0)
     clients, rss_s = args.clients or (20 if q else 200), args.rss_seconds or (1.0 if q else 10.0)
     lock = bench_lock(q)
+    facts = machine()  # before pinning: it counts the CPUs this process may use
     pin = CLIENT_CPU >= 0
     if pin:
         os.sched_setaffinity(0, {CLIENT_CPU})
@@ -909,7 +820,7 @@ def main() -> int:
     res: dict[str, Any] = {
         "schema": SCHEMA, "argv": sys.argv, "quick": q,
         "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(), "pinned": {"server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU}
+        "machine": facts, "pinned": {"server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU}
         if pin else None, "servers": [], "skipped": [],
     }
     print(f"serve_bench: {size >> 20} MiB file; kernel {res['machine']['kernel']}; "

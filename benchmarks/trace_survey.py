@@ -19,19 +19,18 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from zcopy.tools.flows import percent
+from _common import ROOT, version, wait_listening
 
-ROOT = Path(__file__).resolve().parents[1]
+from zcopy.tools._proc import free_port
+from zcopy.tools.report import percent
 
 
 @dataclass(frozen=True)
@@ -129,25 +128,6 @@ SERVERS = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the traced server exited early ({proc.returncode})")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the server did not listen in time")
-
-
 def fetch(url: str) -> int:
     n = 0
     with urllib.request.urlopen(url, timeout=120) as resp:
@@ -174,7 +154,7 @@ def survey_one(server: Server, big: Path, requests: int, workdir: Path) -> dict[
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
-        wait_listening(port, proc)
+        wait_listening(port, proc, 60)
         for _ in range(requests):
             got = fetch(f"http://127.0.0.1:{port}/big.bin")
             if got != big.stat().st_size:
@@ -185,13 +165,6 @@ def survey_one(server: Server, big: Path, requests: int, workdir: Path) -> dict[
         log.close()
     result: dict[str, object] = json.loads(report.read_text())
     return result
-
-
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "-"
 
 
 def main() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import os
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -91,6 +93,47 @@ def tcp() -> Iterator[tuple[socket.socket, socket.socket]]:
     finally:
         a.close()
         b.close()
+
+
+def start_feeding(sock: socket.socket, data: bytes) -> threading.Thread:
+    """Send ``data`` on ``sock`` from a started thread, then shut its write side (EOF).
+
+    A send cut short by the peer (a test that resets the connection to end it)
+    ends the thread quietly: the reader's byte check is what fails, if anything.
+    """
+
+    def run() -> None:
+        with contextlib.suppress(OSError):
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_in_threads(work: Callable[[int], None], count: int, timeout: float = 60) -> None:
+    """Run ``work(0)`` ... ``work(count - 1)`` at once, one thread each; raise what any raised.
+
+    Every thread must finish within ``timeout`` seconds: a hang is a failure, not a wait.
+    """
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for t in pool:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in pool:
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in pool), f"threads still running after {timeout:g}s"
+    if errors:
+        raise errors[0]
 
 
 class Drain:

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Drain, tcp_pair
+from conftest import Drain, start_feeding, tcp_pair
 
 import zcopy
 
@@ -57,8 +57,7 @@ def test_socket_to_socket() -> None:
     with a, feed, c, d:
         a.setblocking(False)
         c.setblocking(False)
-        feeder = threading.Thread(target=lambda: (feed.sendall(DATA), feed.shutdown(1)))
-        feeder.start()
+        feeder = start_feeding(feed, DATA)
         drain = Drain(d)
         assert zcopy.explain(c, a).route is zcopy.Route.SPLICE
         assert run(zcopy.acopy(c, a)) == len(DATA)
@@ -72,8 +71,7 @@ def test_socket_to_file(tmp_path: Path) -> None:
     path = tmp_path / "dst"
     with a, feed, open(path, "wb") as f:
         a.setblocking(False)
-        feeder = threading.Thread(target=lambda: (feed.sendall(DATA), feed.shutdown(1)))
-        feeder.start()
+        feeder = start_feeding(feed, DATA)
         assert run(zcopy.acopy(f, a, len(DATA) - 3)) == len(DATA) - 3
         feeder.join(30)
     assert sha(path.read_bytes()) == sha(DATA[:-3])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from zcopy.tools import bpftrace
 from zcopy.tools.flows import analyse
+from zcopy.tools.report import telltale
 
 
 def test_script_tracks_processes_and_children() -> None:
@@ -38,8 +39,8 @@ ZCOPY-READY
     big = r.flows[0]
     assert (big.label, big.via, big.bytes) == ("file -> socket", "copy", 64 << 20)
     # 2,048 reads and the 2,050 sends that carried them: one 32 KiB chunk per pair.
-    assert r.telltale.startswith("64.0 MiB went file -> socket through 4,098 read/sendto calls "
-                                 "of 32.0 KiB: the fast path is off"), r.telltale
+    assert telltale(r).startswith("64.0 MiB went file -> socket through 4,098 read/sendto calls "
+                                 "of 32.0 KiB: the fast path is off"), telltale(r)
 
 
 def test_kinds_from_inode_types() -> None:

@@ -127,7 +127,7 @@ def _stream_source(make: Callable[[], tuple[Any, Any]], data: bytes, obj: Any = 
     the_obj = reader if obj is None else obj(reader)
 
     def rest() -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             if isinstance(reader, socket.socket):
                 chunk = reader.recv(1 << 20)
@@ -170,8 +170,8 @@ def make_source(kind: str, tmp: Path, data: bytes = DATA) -> Source:
             fd, data[3:], lambda: os.lseek(fd, 0, os.SEEK_CUR), 3, rest_fd, [lambda: os.close(fd)]
         )
     if kind == "fileio":
-        f = io.FileIO(_file_path(tmp, data), "r")
-        return Source(f, data, f.tell, 0, f.readall, [f.close])
+        raw = io.FileIO(_file_path(tmp, data), "r")
+        return Source(raw, data, raw.tell, 0, raw.readall, [raw.close])
     if kind == "tcp":
         return _stream_source(lambda: tcp_pair(), data)
     if kind == "unix":
@@ -293,17 +293,66 @@ def resolve_count(label: str, src: Source) -> int | None:
     return c  # type: ignore[return-value]
 
 
+BUFFERS = {"bytes", "bytearray", "memoryview", "mmap", "bytesio"}
+FILES = {"file", "buffered-readahead", "raw-fd", "fileio"}
+STREAMS = {"tcp", "unix", "pipe"}
+OPAQUE_SOURCES = {"readinto-only", "read-only"}
+OPAQUE_SINKS = {"bytesio", "write-only"}
+assert set(SOURCES) == BUFFERS | FILES | STREAMS | OPAQUE_SOURCES
+
+
+def expected_route(src_kind: str, sink_kind: str) -> tuple[zcopy.Route, zcopy.Fallback | None]:
+    """The route a cell must take, and the fallback on the way there (docs/design.md)."""
+    if src_kind in BUFFERS:  # already in memory: one write whatever the sink, no fallback
+        return zcopy.Route.WRITE, None
+    if src_kind in OPAQUE_SOURCES:
+        return zcopy.Route.USERSPACE, zcopy.Fallback.SRC_OPAQUE
+    if sink_kind in OPAQUE_SINKS:
+        return zcopy.Route.USERSPACE, zcopy.Fallback.DST_OPAQUE
+    if src_kind in STREAMS:
+        return zcopy.Route.SPLICE, None
+    if sink_kind == "file":
+        return zcopy.Route.COPY_FILE_RANGE, None
+    return zcopy.Route.SENDFILE, None
+
+
+def stats_delta(
+    before: zcopy.Stats, after: zcopy.Stats
+) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+    """(route -> (copies, bytes), fallback -> count) that happened between two snapshots."""
+    none = zcopy.RouteStats()
+    routes = {
+        name: (r.calls - before.routes.get(name, none).calls,
+               r.bytes - before.routes.get(name, none).bytes)
+        for name, r in after.routes.items()
+        if r != before.routes.get(name, none)
+    }
+    fallbacks = {
+        code: n - before.fallbacks.get(code, 0)
+        for code, n in after.fallbacks.items()
+        if n != before.fallbacks.get(code, 0)
+    }
+    return routes, fallbacks
+
+
 @pytest.mark.parametrize("count", list(COUNTS))
 @pytest.mark.parametrize("sink_kind", SINKS)
 @pytest.mark.parametrize("src_kind", SOURCES)
 def test_matrix(tmp_path: Path, src_kind: str, sink_kind: str, count: str) -> None:
     src = make_source(src_kind, tmp_path)
     dst = make_sink(sink_kind, tmp_path)
+    route, fallback = expected_route(src_kind, sink_kind)
     with ends(src, dst):
         n_arg = resolve_count(count, src)
         want = expected_for(src.data, n_arg)
+        before = zcopy.stats()
         n = zcopy.copy(dst.obj, src.obj, n_arg)
+        routes, fallbacks = stats_delta(before, zcopy.stats())
         assert n == len(want)
+        # The route, from the process's own counters (as Go's tests check expectSendfile);
+        # the strace proofs in test_routes_proof.py witness the same from outside.
+        assert routes == {route.value: (1, n)}, (route, routes)
+        assert fallbacks == ({fallback.value: 1} if fallback else {}), fallbacks
         if src.position is not None:
             assert src.position() == src.start + n, "position must advance by the bytes copied"
         if src.rest is not None:

@@ -6,11 +6,10 @@ import fcntl
 import os
 import socket
 import stat
-import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import Drain, tcp_pair
+from conftest import Drain, run_in_threads, start_feeding, tcp_pair
 
 import zcopy
 from zcopy import _pipes
@@ -46,8 +45,7 @@ def relay_once(data: bytes = DATA) -> None:
     a, feed = tcp_pair()
     c, d = tcp_pair()
     with a, feed, c, d:
-        feeder = threading.Thread(target=lambda: (feed.sendall(data), feed.shutdown(1)))
-        feeder.start()
+        feeder = start_feeding(feed, data)
         drain = Drain(d)
         assert zcopy.copy(c, a) == len(data)
         c.shutdown(socket.SHUT_WR)
@@ -143,21 +141,12 @@ def test_no_pipe_leak_after_many_copies() -> None:
     before = pipe_fds()
     for _ in range(100):
         relay_once(DATA[:5000])
-    errors: list[BaseException] = []
 
-    def worker() -> None:
-        try:
-            for _ in range(10):
-                relay_once(DATA[:20_000])
-        except BaseException as exc:
-            errors.append(exc)
+    def worker(_thread: int) -> None:
+        for _ in range(10):
+            relay_once(DATA[:20_000])
 
-    threads = [threading.Thread(target=worker) for _ in range(24)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
+    run_in_threads(worker, 24)
     idle = _pipes.idle_count()
     assert 1 <= idle <= _pipes._MAX_IDLE
     assert len(pipe_fds() - before) == 2 * idle, "only pooled pipes may stay open"

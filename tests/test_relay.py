@@ -9,21 +9,24 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
-from conftest import Drain, open_fds, tcp_pair
+from conftest import Drain, open_fds, start_feeding, tcp_pair
 
 import zcopy
 from zcopy import _pipes
 from zcopy._relay import relay_plan
 
+Chain = tuple[socket.socket, socket.socket, socket.socket, socket.socket]
+T = TypeVar("T")
 KIB = 1024
 MIB = 1024 * KIB
 
 
 @pytest.fixture
-def chain() -> Iterator[tuple[socket.socket, socket.socket, socket.socket, socket.socket]]:
+def chain() -> Iterator[Chain]:
     x, a = tcp_pair()
     b, y = tcp_pair()
     for s in (a, b):
@@ -35,20 +38,9 @@ def chain() -> Iterator[tuple[socket.socket, socket.socket, socket.socket, socke
             s.close()
 
 
-def _send_then_close(sock: socket.socket, data: bytes) -> threading.Thread:
-    def run() -> None:
-        with contextlib.suppress(OSError):
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
-
-
-def _run(coro: object, timeout: float = 60) -> object:
-    async def bounded() -> object:
-        return await asyncio.wait_for(coro, timeout)  # type: ignore[arg-type]
+def _run(coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, timeout)
 
     return asyncio.run(bounded())
 
@@ -66,11 +58,13 @@ def _pipe_fds() -> set[str]:
 
 @pytest.mark.parametrize("splice", [True, False], ids=["splice", "no-splice"])
 @pytest.mark.parametrize("size", [0, 1, 64 * KIB, MIB])
-def test_both_directions_at_once_byte_exact(chain, no_fd_leak, size, splice):
+def test_both_directions_at_once_byte_exact(
+    chain: Chain, no_fd_leak: None, size: int, splice: bool
+) -> None:
     x, a, b, y = chain
     up, down = os.urandom(size), os.urandom(size + 7)
     at_y, at_x = Drain(y), Drain(x)
-    senders = [_send_then_close(x, up), _send_then_close(y, down)]
+    senders = [start_feeding(x, up), start_feeding(y, down)]
     assert _run(zcopy.relay(a, b, splice=splice)) == (len(up), len(down))
     for t in senders:
         t.join(10)
@@ -98,7 +92,7 @@ class _Hasher:
         return self.h.digest()
 
 
-def test_256_mib_one_way_while_1_mib_flows_back(chain, no_fd_leak):
+def test_256_mib_one_way_while_1_mib_flows_back(chain: Chain, no_fd_leak: None) -> None:
     x, a, b, y = chain
     block = os.urandom(MIB)
     want = hashlib.sha256()
@@ -115,7 +109,7 @@ def test_256_mib_one_way_while_1_mib_flows_back(chain, no_fd_leak):
     at_y, at_x = _Hasher(y), Drain(x)
     t = threading.Thread(target=pour, daemon=True)
     t.start()
-    back_t = _send_then_close(y, back)
+    back_t = start_feeding(y, back)
     assert _run(zcopy.relay(a, b), timeout=120) == (256 * MIB, MIB)
     t.join(30)
     back_t.join(30)
@@ -124,7 +118,7 @@ def test_256_mib_one_way_while_1_mib_flows_back(chain, no_fd_leak):
 
 
 @pytest.mark.parametrize("first", ["x", "y"])
-def test_half_close_passes_on_and_other_way_keeps_flowing(chain, first):
+def test_half_close_passes_on_and_other_way_keeps_flowing(chain: Chain, first: str) -> None:
     x, a, b, y = chain
     closer, other = (x, y) if first == "x" else (y, x)
 
@@ -144,7 +138,7 @@ def test_half_close_passes_on_and_other_way_keeps_flowing(chain, first):
         heard = await asyncio.to_thread(talk)
         return await relaying, heard
 
-    counts, heard = _run(main())  # type: ignore[misc]
+    counts, heard = _run(main())
     assert heard == b"question"
     answer = b""
     while chunk := closer.recv(100):
@@ -159,7 +153,7 @@ def _reset(sock: socket.socket) -> None:
 
 
 @pytest.mark.parametrize("side", ["client", "upstream"])
-def test_reset_on_either_side_tears_both_down(side, no_fd_leak):
+def test_reset_on_either_side_tears_both_down(side: str, no_fd_leak: None) -> None:
     x, a = tcp_pair()
     b, y = tcp_pair()
     for s in (a, b):
@@ -195,7 +189,7 @@ def test_reset_on_either_side_tears_both_down(side, no_fd_leak):
             s.close()
 
 
-def test_idle_timeout_raises_and_closes_politely(chain, no_fd_leak):
+def test_idle_timeout_raises_and_closes_politely(chain: Chain, no_fd_leak: None) -> None:
     _x, a, b, y = chain
     with pytest.raises(TimeoutError, match="idle"):
         _run(zcopy.relay(a, b, idle_timeout=0.2), timeout=30)
@@ -205,11 +199,11 @@ def test_idle_timeout_raises_and_closes_politely(chain, no_fd_leak):
     assert y.recv(10) == b""  # FIN, not RST: an idle close is not an error
 
 
-def test_cancel_leaves_nothing_registered_or_held(chain, no_fd_leak):
+def test_cancel_leaves_nothing_registered_or_held(chain: Chain, no_fd_leak: None) -> None:
     x, a, b, _y = chain
     pipes_before = _pipe_fds()
     # More than the socket buffers hold, y never reads: bytes sit in a pipe at the cancel.
-    pour = _send_then_close(x, b"z" * (8 * MIB))
+    pour = start_feeding(x, b"z" * (8 * MIB))
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
@@ -227,7 +221,7 @@ def test_cancel_leaves_nothing_registered_or_held(chain, no_fd_leak):
     pour.join(10)
 
 
-def test_idle_relays_hold_no_pipe(no_fd_leak):
+def test_idle_relays_hold_no_pipe(no_fd_leak: None) -> None:
     pipes_before = _pipe_fds()
     pairs = [(*tcp_pair(), *tcp_pair()) for _ in range(20)]
     try:
@@ -235,7 +229,7 @@ def test_idle_relays_hold_no_pipe(no_fd_leak):
             a.setblocking(False)
             b.setblocking(False)
 
-        async def main() -> int:
+        async def main() -> set[str]:
             tasks = [asyncio.ensure_future(zcopy.relay(a, b)) for _, a, b, _ in pairs]
             for x, _, _, y in pairs:  # one exchange each, then silence
                 x.sendall(b"ping")
@@ -255,15 +249,15 @@ def test_idle_relays_hold_no_pipe(no_fd_leak):
                 s.close()
 
 
-def test_no_splice_route_and_reason_are_visible(chain):
+def test_no_splice_route_and_reason_are_visible(chain: Chain) -> None:
     x, a, b, y = chain
     plan = relay_plan(b, a, splice=False)
     assert plan.route is zcopy.Route.USERSPACE and "splice turned off" in str(plan)
     assert relay_plan(b, a).route is zcopy.Route.SPLICE
     zcopy.reset_stats()
     at_y, at_x = Drain(y), Drain(x)
-    _send_then_close(x, b"u" * 1000)
-    _send_then_close(y, b"d" * 10)
+    start_feeding(x, b"u" * 1000)
+    start_feeding(y, b"d" * 10)
     assert _run(zcopy.relay(a, b, splice=False)) == (1000, 10)
     assert at_y.result() == b"u" * 1000 and at_x.result() == b"d" * 10
     st = zcopy.stats()
@@ -272,13 +266,13 @@ def test_no_splice_route_and_reason_are_visible(chain):
     assert st.fallbacks["no-splice"] == 2
 
 
-def test_blocking_socket_is_refused(chain):
+def test_blocking_socket_is_refused(chain: Chain) -> None:
     x, _a, b, _y = chain
     with pytest.raises(ValueError, match="non-blocking"):
         _run(zcopy.relay(x, b))
 
 
-def test_strict_mode_refuses_no_splice(chain, monkeypatch):
+def test_strict_mode_refuses_no_splice(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
     x, a, b, y = chain
     monkeypatch.setenv(zcopy.STRICT_ENV, "1")
     with pytest.raises(zcopy.FastPathLost, match="splice turned off"):

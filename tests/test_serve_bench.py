@@ -43,7 +43,7 @@ def test_header_and_machine(quick: dict[str, Any]) -> None:
     assert quick["schema"] == "zcopy-serve-bench/1"
     assert quick["quick"] is True
     m = quick["machine"]
-    for key in ("kernel", "cpu_model", "cpus", "python", "packages", "loadavg_start"):
+    for key in ("kernel", "cpu", "cpus", "python", "packages", "loadavg_start"):
         assert key in m
     served = [s["name"] for s in quick["servers"]]
     assert served[0] == "zcopy serve"

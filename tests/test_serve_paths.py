@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -192,9 +193,9 @@ def jail(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(jail: Path) -> ServeProc:
+def server(jail: Path) -> Iterator[ServeProc]:
     with ServeProc(jail) as proc:
-        yield proc  # type: ignore[misc]
+        yield proc
 
 
 E2E = [

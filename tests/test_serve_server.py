@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(site: Path) -> ServeProc:
+def server(site: Path) -> Iterator[ServeProc]:
     with ServeProc(site, "--stats") as proc:
-        yield proc  # type: ignore[misc]
+        yield proc
 
 
 def data(site: Path, name: str) -> bytes:

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Drain, tcp_pair
+from conftest import Drain, run_in_threads, tcp_pair
 
 import zcopy
 
@@ -115,29 +115,20 @@ def test_failed_copy_still_counts_its_bytes() -> None:
 
 def test_thread_safety() -> None:
     threads, rounds = 8, 25
-    errors: list[BaseException] = []
     start = threading.Barrier(threads)
 
     def work(i: int) -> None:
-        try:
-            start.wait(10)
-            for _ in range(rounds):
-                zcopy.copy(io.BytesIO(), DATA[: 1000 + i])
-                zcopy.copy(io.BytesIO(), JustReader(DATA[:10]))
-                x, y = socket.socketpair()
-                with x, y:
-                    y.sendall(DATA[:100])
-                    y.shutdown(socket.SHUT_WR)
-                    zcopy.copy(io.BytesIO(), x)
-        except BaseException as exc:
-            errors.append(exc)
+        start.wait(10)
+        for _ in range(rounds):
+            zcopy.copy(io.BytesIO(), DATA[: 1000 + i])
+            zcopy.copy(io.BytesIO(), JustReader(DATA[:10]))
+            x, y = socket.socketpair()
+            with x, y:
+                y.sendall(DATA[:100])
+                y.shutdown(socket.SHUT_WR)
+                zcopy.copy(io.BytesIO(), x)
 
-    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join(60)
-    assert not errors
+    run_in_threads(work, threads)
     s = zcopy.stats()
     assert s.routes["write"].calls == threads * rounds
     assert s.routes["write"].bytes == rounds * sum(1000 + i for i in range(threads))

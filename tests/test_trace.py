@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from conftest import require_bpftrace, require_strace
 
+from zcopy.tools._proc import free_port
+from zcopy.tools.report import telltale
 from zcopy.tools.trace import trace
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -102,12 +104,6 @@ def http_get(url: str) -> int:
         while data := resp.read(1 << 20):
             n += len(data)
     return n
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_open(port: int) -> bool:
@@ -312,7 +308,7 @@ def test_in_process_api_leaves_nothing_open(backend: str, no_fd_leak: None) -> N
     code = "import os; os.write(1, b'x' * (2 << 20))"  # 2 MiB from memory: not payload
     report = trace([sys.executable, "-c", code], backend=backend)
     assert report.backend == backend
-    assert report.verdict == "no-data", report.telltale
+    assert report.verdict == "no-data", telltale(report)
     assert report.syscalls["write"].bytes == 2 << 20
     assert report.from_memory_bytes > 1 << 20
 
@@ -364,4 +360,4 @@ def test_socket_to_socket_splice_counts_each_byte_once(
     assert (top.label, top.via, top.bytes) == ("socket -> socket", "zero-copy", 4 << 20)
     assert report.syscalls["splice"].bytes == 8 << 20, "in and out of the pipe"
     assert report.zero_copy_bytes == 4 << 20
-    assert report.verdict == "fast-path", report.telltale
+    assert report.verdict == "fast-path", telltale(report)

@@ -6,7 +6,8 @@ attaching to a busy process costs little. The price is detail: an fd is
 classified by its inode type (regular file, socket, pipe, device), not named,
 so reads and writes are paired by totals rather than call by call.
 
-Script generation (``script``) and output parsing (``parse_output``) are pure.
+Script generation (``script``) and output parsing (``parse_output``) are pure;
+``record`` runs it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 
+from . import _proc, strace
 from .flows import MEMORY, READS, Event
 
 # Inode type (i_mode >> 12) -> endpoint kind. 99 marks user memory.
@@ -160,8 +166,9 @@ def order(events: list[Event]) -> list[Event]:
 def unavailable_reason() -> str | None:
     """Why bpftrace cannot run here, or None if it can. Mounts tracefs when it must and may.
 
-    >>> isinstance(unavailable_reason(), (str, type(None)))  # doctest: +SKIP
-    True
+    For example, as root with bpftrace installed it is None; without bpftrace::
+
+        unavailable_reason()   # 'bpftrace is not installed (Debian/Ubuntu: apt-get ...)'
     """
     if shutil.which("bpftrace") is None:
         return "bpftrace is not installed (Debian/Ubuntu: apt-get install -y bpftrace)"
@@ -207,3 +214,108 @@ def present(syscalls: Iterable[str] = tuple(FIELDS)) -> list[str]:
         if ok or not os.path.isdir(f"{base}/events/syscalls"):
             found.append(name)
     return found
+
+
+# --- running it ----------------------------------------------------------------------------
+
+
+def record(cmd: list[str] | None, pid: int | None, seconds: float | None) -> list[Event]:
+    """Run ``cmd`` under bpftrace, or watch ``pid`` and its tree, until it ends or is stopped.
+
+    A command waits at a gate until the probes are in, so its first bytes count too.
+
+    >>> record(None, 2 ** 22 + 1, None)
+    Traceback (most recent call last):
+    ...
+    zcopy.tools._proc.TraceError: no process with pid 4194305
+    """
+    gate_w: int | None = None
+    target: subprocess.Popen[bytes] | None = None
+    if cmd is not None:
+        _proc.require_command(cmd[0])
+        gate_r, gate_w = os.pipe()
+        gate = (
+            "import os, sys\n"
+            f"if os.read({gate_r}, 3) != b'go\\n': sys.exit(111)\n"
+            f"os.close({gate_r}); os.execvp(sys.argv[1], sys.argv[1:])\n"
+        )
+        target = subprocess.Popen([sys.executable, "-c", gate, *cmd], pass_fds=(gate_r,))
+        os.close(gate_r)
+        pids = [target.pid]
+    else:
+        assert pid is not None
+        _proc.require_process(pid)
+        pids = _proc.descendants(pid)
+    with tempfile.TemporaryDirectory(prefix="zcopy-trace-") as tmp:
+        prog = os.path.join(tmp, "trace.bt")
+        with open(prog, "w") as f:
+            f.write(script(pids, present()))
+        err_path = os.path.join(tmp, "bpftrace.err")
+        with open(err_path, "w") as err:
+            tracer = subprocess.Popen(
+                ["bpftrace", prog], stdout=subprocess.PIPE, stderr=err, text=True,
+                start_new_session=True,
+            )
+        assert tracer.stdout is not None
+        lines: list[str] = []
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert tracer.stdout is not None
+            for line in tracer.stdout:
+                if line.strip() == READY:
+                    ready.set()
+                lines.append(line)
+            ready.set()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            if not ready.wait(60) or tracer.poll() is not None:
+                raise _proc.TraceError(f"bpftrace failed: {_error(err_path)}")
+            if gate_w is not None:
+                os.write(gate_w, b"go\n")
+                os.close(gate_w)
+                gate_w = None
+            with _proc.stop_requests() as stop_asked:
+                if target is not None:
+                    t = target
+                    strace.announce(f"running {cmd[0] if cmd else ''} under bpftrace")
+
+                    def stop(step: int) -> None:
+                        _proc.kill(t.pid, _proc.signal_for(step))
+
+                    _proc.wait_until(lambda: t.poll() is not None, stop_asked, seconds, stop)
+                else:
+                    assert pid is not None
+                    strace.announce(f"attached to pid {pid} with bpftrace")
+                    stopped: list[bool] = []
+                    root = pid
+                    _proc.wait_until(
+                        lambda: bool(stopped) or not _proc.alive(root),
+                        stop_asked,
+                        seconds,
+                        lambda step: stopped.append(True),
+                    )
+        finally:
+            if gate_w is not None:
+                os.close(gate_w)  # the gated command exits 111 instead of running untraced
+            if target is not None and target.poll() is None:
+                target.kill()
+                target.wait()
+            if tracer.poll() is None:
+                tracer.send_signal(signal.SIGINT)  # bpftrace prints its maps at exit
+            try:
+                tracer.wait(60)
+            except subprocess.TimeoutExpired:
+                tracer.kill()
+                tracer.wait()
+            reader.join(10)
+    return parse_output(lines)
+
+
+def _error(err_path: str) -> str:
+    with open(err_path, errors="replace") as f:
+        text = f.read()
+    useful = [ln for ln in text.splitlines() if "RLIMIT_MEMLOCK" not in ln and ln.strip()]
+    return "\n".join(useful) or "it exited without output"

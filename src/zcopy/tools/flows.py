@@ -1,8 +1,9 @@
 """From data-path syscalls to a verdict: which bytes moved kernel to kernel, which through memory.
 
 Pure: it reads events (one syscall, or an aggregate of identical ones) and
-returns a :class:`Report`; the tracers that produce the events live in
-``strace.py`` and ``bpftrace.py``, the words in ``report.py``.
+returns a :class:`Report` with a :class:`Verdict`; the tracers that produce
+the events live in ``strace.py`` and ``bpftrace.py``, every word said about a
+report (the telltale sentence, the table, the JSON) in ``report.py``.
 
 What counts as payload (the rule ``docs/trace.md`` documents):
 
@@ -18,7 +19,8 @@ What counts as payload (the rule ``docs/trace.md`` documents):
 
 The verdict is the share of payload moved by zero-copy calls: at least
 ``FAST_SHARE`` is ``fast-path``, at most ``1 - FAST_SHARE`` is ``user-space``,
-in between ``mixed``, and under ``min_bytes`` of payload is ``no-data``.
+in between ``mixed``, and under ``min_bytes`` of payload is ``no-data``
+(see ``judge``).
 Small control traffic cannot flip a verdict: a header written from memory is
 not payload, and a request relayed as a copy weighs its bytes, not its calls.
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from .strace import Call
 
@@ -49,6 +52,32 @@ _EAGAIN = frozenset({"EAGAIN", "EWOULDBLOCK"})
 # Writes this small are wake-ups (an event loop's self-pipe byte, an eventfd's 8), never
 # the next chunk of a copy: pairing them would count one call per chunk twice.
 _SIGNAL_MAX = 8
+
+
+class Verdict(StrEnum):
+    """What a trace says about the fast path (string values: the CLI's ``--expect`` words).
+
+    >>> Verdict("fast-path") is Verdict.FAST_PATH, Verdict.NO_DATA == "no-data"
+    (True, True)
+    """
+
+    FAST_PATH = "fast-path"  # at least FAST_SHARE of payload bytes by zero-copy calls
+    USER_SPACE = "user-space"  # at most 1 - FAST_SHARE of them
+    MIXED = "mixed"  # in between
+    NO_DATA = "no-data"  # under min_bytes of payload: nothing to judge
+
+
+class Via(StrEnum):
+    """How a flow's bytes went; only ``ZERO_COPY`` and ``COPY`` are payload.
+
+    >>> [v.value for v in Via]
+    ['zero-copy', 'copy', 'from-memory', 'into-memory']
+    """
+
+    ZERO_COPY = "zero-copy"  # fd to fd inside the kernel
+    COPY = "copy"  # read into memory, then written on
+    FROM_MEMORY = "from-memory"  # written with nothing read for it
+    INTO_MEMORY = "into-memory"  # read and kept
 
 
 def kind_of(annotation: str | None) -> str:
@@ -134,16 +163,13 @@ class SyscallRow:
 class Flow:
     """Bytes that went from one endpoint kind to another, and how.
 
-    ``via`` is ``zero-copy``, ``copy`` (read, then written on), ``from-memory``
-    (written with nothing read for it) or ``into-memory`` (read and kept).
-
-    >>> Flow("file", "socket", "zero-copy", 10, Counter(sendfile=1)).label
+    >>> Flow("file", "socket", Via.ZERO_COPY, 10, Counter(sendfile=1)).label
     'file -> socket'
     """
 
     src: str
     dst: str
-    via: str
+    via: Via
     bytes: int = 0
     syscalls: Counter[str] = field(default_factory=Counter)
 
@@ -160,15 +186,15 @@ class Flow:
     @property
     def payload(self) -> bool:
         """Whether these bytes count towards the verdict."""
-        return self.via in ("zero-copy", "copy")
+        return self.via in (Via.ZERO_COPY, Via.COPY)
 
 
 @dataclass(slots=True)
 class Report:
-    """What a trace says: per-syscall table, flows, verdict and the telltale in words.
+    """What a trace found: per-syscall table, flows, byte counts and the verdict.
 
     >>> analyse([]).verdict
-    'no-data'
+    <Verdict.NO_DATA: 'no-data'>
     """
 
     backend: str
@@ -178,8 +204,7 @@ class Report:
     copied_bytes: int
     from_memory_bytes: int
     into_memory_bytes: int
-    verdict: str
-    telltale: str
+    verdict: Verdict
     min_bytes: int
     notes: list[str] = field(default_factory=list)
 
@@ -192,42 +217,6 @@ class Report:
     def zero_copy_share(self) -> float | None:
         """Share of payload bytes moved by zero-copy calls (None without payload)."""
         return self.zero_copy_bytes / self.payload_bytes if self.payload_bytes else None
-
-    def as_dict(self) -> dict[str, object]:
-        """The ``--json`` object."""
-        return {
-            "verdict": self.verdict,
-            "telltale": self.telltale,
-            "backend": self.backend,
-            "zero_copy_bytes": self.zero_copy_bytes,
-            "copied_bytes": self.copied_bytes,
-            "zero_copy_share": self.zero_copy_share,
-            "from_memory_bytes": self.from_memory_bytes,
-            "into_memory_bytes": self.into_memory_bytes,
-            "min_bytes": self.min_bytes,
-            "syscalls": {
-                name: {
-                    "calls": row.calls,
-                    "bytes": row.bytes,
-                    "errors": row.errors,
-                    "eagain": row.eagain,
-                    "average": row.average,
-                }
-                for name, row in sorted(self.syscalls.items())
-            },
-            "flows": [
-                {
-                    "src": f.src,
-                    "dst": f.dst,
-                    "via": f.via,
-                    "bytes": f.bytes,
-                    "calls": f.calls,
-                    "syscalls": dict(f.syscalls),
-                }
-                for f in self.flows
-            ],
-            "notes": list(self.notes),
-        }
 
 
 def _fds(call: Call) -> tuple[str | None, str | None]:
@@ -323,9 +312,9 @@ class _Flows:
     """Accumulates flows keyed by (src kind, dst kind, via)."""
 
     def __init__(self) -> None:
-        self.by_key: dict[tuple[str, str, str], Flow] = {}
+        self.by_key: dict[tuple[str, str, Via], Flow] = {}
 
-    def add(self, src: str, dst: str, via: str, nbytes: int, syscall: str, calls: int) -> Flow:
+    def add(self, src: str, dst: str, via: Via, nbytes: int, syscall: str, calls: int) -> Flow:
         key = (src, dst, via)
         flow = self.by_key.get(key)
         if flow is None:
@@ -335,7 +324,7 @@ class _Flows:
             flow.syscalls[syscall] += calls
         return flow
 
-    def take(self, pending: _Pending, dst: str, via: str, nbytes: int) -> Flow:
+    def take(self, pending: _Pending, dst: str, via: Via, nbytes: int) -> Flow:
         """Move ``nbytes`` of ``pending`` into a flow; its calls are counted once."""
         calls = 0 if pending.counted else pending.calls
         pending.counted = True
@@ -352,7 +341,7 @@ def pair(events: Iterable[Event]) -> list[Flow]:
 
     >>> evs = [Event(1, "read", "/f", None, "file", "memory", 4096),
     ...        Event(1, "write", None, "TCP:[a->b]", "memory", "socket", 4096)]
-    >>> [(f.label, f.via, f.bytes) for f in pair(evs)]
+    >>> [(f.label, f.via.value, f.bytes) for f in pair(evs)]
     [('file -> socket', 'copy', 4096)]
     """
     flows = _Flows()
@@ -375,15 +364,15 @@ def pair(events: Iterable[Event]) -> list[Flow]:
             )
             if len(queue) > _PENDING_CAP:
                 old = queue.popleft()
-                flows.take(old, MEMORY, "into-memory", old.left)
+                flows.take(old, MEMORY, Via.INTO_MEMORY, old.left)
         else:
             _write(ev, flows, reads.setdefault(ev.group, deque()))
     for queue in reads.values():
         for p in queue:
-            flows.take(p, MEMORY, "into-memory", p.left)
+            flows.take(p, MEMORY, Via.INTO_MEMORY, p.left)
     for (_, pipe_name), queue in piped.items():
         for p in queue:
-            flows.take(p, kind_of(pipe_name) if pipe_name else "pipe", "zero-copy", p.left)
+            flows.take(p, kind_of(pipe_name) if pipe_name else "pipe", Via.ZERO_COPY, p.left)
     return sorted(flows.by_key.values(), key=lambda f: -f.bytes)
 
 
@@ -398,7 +387,7 @@ def _end_of_file(name: str, queue: deque[_Pending], flows: _Flows) -> None:
         return
     for _ in range(first):
         old = queue.popleft()
-        flows.take(old, MEMORY, "into-memory", old.left)
+        flows.take(old, MEMORY, Via.INTO_MEMORY, old.left)
     for p in queue:
         if p.name == name:
             p.closed = True
@@ -408,7 +397,7 @@ def _forget_loaded(name: str | None, queue: deque[_Pending], flows: _Flows) -> N
     """A new read from another endpoint: whole loads nobody wrote on were kept in memory."""
     for p in [p for p in queue if p.closed and p.name != name]:
         queue.remove(p)
-        flows.take(p, MEMORY, "into-memory", p.left)
+        flows.take(p, MEMORY, Via.INTO_MEMORY, p.left)
 
 
 def _zero_copy(
@@ -429,7 +418,7 @@ def _zero_copy(
         while left and queue:
             head = queue[0]
             take = min(left, head.left)
-            flow = flows.take(head, ev.dst_kind, "zero-copy", take)
+            flow = flows.take(head, ev.dst_kind, Via.ZERO_COPY, take)
             if not counted:
                 flow.syscalls[ev.syscall] += ev.calls
                 counted = True
@@ -439,10 +428,10 @@ def _zero_copy(
         if not left:
             return
         flows.add(
-            ev.src_kind, ev.dst_kind, "zero-copy", left, ev.syscall, 0 if counted else ev.calls
+            ev.src_kind, ev.dst_kind, Via.ZERO_COPY, left, ev.syscall, 0 if counted else ev.calls
         )
         return
-    flows.add(ev.src_kind, ev.dst_kind, "zero-copy", left, ev.syscall, ev.calls)
+    flows.add(ev.src_kind, ev.dst_kind, Via.ZERO_COPY, left, ev.syscall, ev.calls)
 
 
 def _write(ev: Event, flows: _Flows, queue: deque[_Pending]) -> None:
@@ -459,17 +448,17 @@ def _write(ev: Event, flows: _Flows, queue: deque[_Pending]) -> None:
         if _same(head.name, ev.dst):
             # Read from the endpoint we now write to: a request and its answer, not a copy.
             del queue[i]
-            flows.take(head, MEMORY, "into-memory", head.left)
+            flows.take(head, MEMORY, Via.INTO_MEMORY, head.left)
             continue
         take = min(left, head.left)
-        flow = flows.take(head, ev.dst_kind, "copy", take)
+        flow = flows.take(head, ev.dst_kind, Via.COPY, take)
         if biggest is None or take > biggest[0]:
             biggest = (take, flow)
         left -= take
         if head.left == 0:
             del queue[i]
     if left:
-        flow = flows.add(MEMORY, ev.dst_kind, "from-memory", left, ev.syscall, 0)
+        flow = flows.add(MEMORY, ev.dst_kind, Via.FROM_MEMORY, left, ev.syscall, 0)
         if biggest is None or left > biggest[0]:
             biggest = (left, flow)
     if biggest is not None:
@@ -505,120 +494,42 @@ def analyse(
 
     >>> evs = [Event(1, "sendfile", "/f", "TCP:[a->b]", "file", "socket", 2 << 20, calls=32)]
     >>> r = analyse(evs)
-    >>> r.verdict, r.telltale
-    ('fast-path', '2.0 MiB went file -> socket through 32 sendfile calls of 64.0 KiB: \
-the fast path is on (100% of payload bytes by zero-copy calls)')
+    >>> r.verdict, r.zero_copy_bytes, r.flows[0].label
+    (<Verdict.FAST_PATH: 'fast-path'>, 2097152, 'file -> socket')
     """
     events = list(events)
     flows = pair(events)
-    zc = sum(f.bytes for f in flows if f.via == "zero-copy")
-    copied = sum(f.bytes for f in flows if f.via == "copy")
-    report = Report(
+
+    def moved(via: Via) -> int:
+        return sum(f.bytes for f in flows if f.via is via)
+
+    zero_copy, copied = moved(Via.ZERO_COPY), moved(Via.COPY)
+    return Report(
         backend=backend,
         syscalls=table(events),
         flows=flows,
-        zero_copy_bytes=zc,
+        zero_copy_bytes=zero_copy,
         copied_bytes=copied,
-        from_memory_bytes=sum(f.bytes for f in flows if f.via == "from-memory"),
-        into_memory_bytes=sum(f.bytes for f in flows if f.via == "into-memory"),
-        verdict="no-data",
-        telltale="",
+        from_memory_bytes=moved(Via.FROM_MEMORY),
+        into_memory_bytes=moved(Via.INTO_MEMORY),
+        verdict=judge(zero_copy, copied, min_bytes),
         min_bytes=min_bytes,
         notes=list(notes),
     )
-    report.verdict, report.telltale = verdict(report)
-    return report
 
 
-def size(n: float) -> str:
-    """Bytes in binary units, the way people say them.
+def judge(zero_copy_bytes: int, copied_bytes: int, min_bytes: int = MIN_BYTES) -> Verdict:
+    """The verdict on payload bytes moved by zero-copy calls and by copies.
 
-    >>> size(2.5 * (1 << 30)), size(32768), size(200)
-    ('2.5 GiB', '32.0 KiB', '200 B')
+    >>> [judge(*a).value for a in [(95, 5, 1), (50, 50, 1), (1, 99, 1), (10, 0, 1 << 20)]]
+    ['fast-path', 'mixed', 'user-space', 'no-data']
     """
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def percent(share: float) -> str:
-    """A share as a percentage that never rounds a little into none or all.
-
-    >>> percent(1.0), percent(0.99999), percent(0.5), percent(0.0)
-    ('100%', '99.9%', '50.0%', '0%')
-    """
-    if share >= 1:
-        return "100%"
-    if share <= 0:
-        return "0%"
-    return f"{min(max(share, 0.001), 0.999):.1%}"
-
-
-def calls_in_order(flow: Flow) -> list[tuple[str, int]]:
-    """A flow's syscalls with their call counts, reads before writes.
-
-    >>> calls_in_order(Flow("file", "socket", "copy", 8, Counter(sendto=2, read=1)))
-    [('read', 1), ('sendto', 2)]
-    """
-    names = sorted(flow.syscalls, key=lambda n: (n not in READS, n in WRITES, n))
-    return [(n, flow.syscalls[n]) for n in names]
-
-
-def _via(flow: Flow) -> str:
-    """``sendfile``, ``read/sendto``: the calls of a flow, reads first."""
-    return "/".join(n for n, _ in calls_in_order(flow)) or "?"
-
-
-def _through(flow: Flow) -> str:
-    calls = flow.calls
-    if not calls:
-        return f"{size(flow.bytes)} went {flow.label}"
-    # A read/write pair moves one chunk in two calls: the chunk is what a reader recognises.
-    per = flow.bytes / calls * (2 if flow.via == "copy" and len(flow.syscalls) > 1 else 1)
-    plural = "call" if calls == 1 else "calls"
-    return (
-        f"{size(flow.bytes)} went {flow.label} through {calls:,} {_via(flow)} {plural} "
-        f"of {size(per)}"
-    )
-
-
-def verdict(report: Report) -> tuple[str, str]:
-    """The verdict and its telltale sentence, from a report's byte counts and flows."""
-    payload = report.payload_bytes
-    share = report.zero_copy_share
-    if payload < report.min_bytes or share is None:
-        return "no-data", _no_data(report)
-    pct = percent(share)
-    zc_flows = [f for f in report.flows if f.via == "zero-copy"]
-    cp_flows = [f for f in report.flows if f.via == "copy"]
+    payload = zero_copy_bytes + copied_bytes
+    if payload < min_bytes or payload == 0:
+        return Verdict.NO_DATA
+    share = zero_copy_bytes / payload
     if share >= FAST_SHARE:
-        return "fast-path", (
-            f"{_through(zc_flows[0])}: the fast path is on ({pct} of payload bytes by "
-            "zero-copy calls)"
-        )
+        return Verdict.FAST_PATH
     if share <= 1 - FAST_SHARE:
-        return "user-space", (
-            f"{_through(cp_flows[0])}: the fast path is off ({pct} of payload bytes by "
-            "zero-copy calls)"
-        )
-    return "mixed", (
-        f"{pct} of payload bytes moved by zero-copy calls: {_through(zc_flows[0])}, "
-        f"but {_through(cp_flows[0])}"
-    )
-
-
-def _no_data(report: Report) -> str:
-    payload = report.payload_bytes
-    said = (
-        f"only {size(payload)} moved from fd to fd (under the {size(report.min_bytes)} floor)"
-        if payload
-        else "nothing moved from fd to fd"
-    )
-    extra = []
-    if report.from_memory_bytes:
-        extra.append(f"{size(report.from_memory_bytes)} was written from memory")
-    if report.into_memory_bytes:
-        extra.append(f"{size(report.into_memory_bytes)} was read into memory")
-    tail = f" ({'; '.join(extra)}: no zero-copy call could move those)" if extra else ""
-    return f"{said}{tail}: no fast path to judge"
+        return Verdict.USER_SPACE
+    return Verdict.MIXED

@@ -1,7 +1,7 @@
 """Run or attach strace and parse what it prints: the outside witness of which route ran.
 
 Parsing is pure (``parse_lines``) so it is tested on recorded output; running
-is a thin wrapper. strace is asked for ``-f -yy -e trace=...`` so every line
+(``record``) is a thin wrapper. strace is asked for ``-f -yy -e trace=...`` so every line
 carries its pid and every fd its endpoint (``5</tmp/f>``, ``6<TCP:[...]>``),
 and for ``-s 0`` so no payload is ever copied into the trace.
 
@@ -15,11 +15,18 @@ calls cut short by an exit, and ``->`` inside socket annotations.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from . import _proc
 
 DATA_SYSCALLS = (
     "sendfile", "sendfile64", "splice", "copy_file_range", "tee", "vmsplice",
@@ -166,3 +173,101 @@ def attach_command(
     for pid in pids:
         argv += ["-p", str(pid)]
     return argv
+
+
+# --- running it ----------------------------------------------------------------------------
+
+
+def record(
+    cmd: list[str] | None, pid: int | None, seconds: float | None, keep: str | None = None
+) -> tuple[list[Call], dict[int, int]]:
+    """Run ``cmd`` under strace, or attach to ``pid`` and its tree, until it ends or is stopped.
+
+    Returns the calls and, when attaching, the thread -> process map of the
+    threads that were already there (their births were not traced). SIGINT or
+    SIGTERM to this process, or ``seconds``, stop the trace (see ``wait_until``).
+    ``keep`` keeps the raw trace in that file.
+
+    >>> record(None, 2 ** 22 + 1, None)
+    Traceback (most recent call last):
+    ...
+    zcopy.tools._proc.TraceError: no process with pid 4194305
+    """
+    syscalls = (*DATA_SYSCALLS, *PROCESS_SYSCALLS)
+    with tempfile.TemporaryDirectory(prefix="zcopy-trace-") as tmp:
+        out = keep or os.path.join(tmp, "strace.out")
+        err_path = os.path.join(tmp, "strace.err")
+        tgids: dict[int, int] = {}
+        with _proc.stop_requests() as stop_asked:
+            if cmd is not None:
+                _proc.require_command(cmd[0])
+                proc = subprocess.Popen([*command(out, syscalls), *cmd])
+
+                def stop(step: int) -> None:
+                    _stop_tree(proc.pid, step)
+
+                _proc.wait_until(lambda: proc.poll() is not None, stop_asked, seconds, stop)
+            else:
+                assert pid is not None
+                _proc.require_process(pid)
+                pids = _proc.descendants(pid)
+                tgids = _proc.threads(pids)
+                with open(err_path, "w") as err:
+                    proc = subprocess.Popen(
+                        attach_command(out, pids, syscalls), stderr=err, start_new_session=True
+                    )
+                _await_attach(proc, pid, err_path)
+                announce(f"attached to pid {pid} with strace")
+
+                def stop(step: int) -> None:
+                    _proc.kill(proc.pid, _proc.signal_for(step))  # strace detaches on SIGINT
+
+                _proc.wait_until(lambda: proc.poll() is not None, stop_asked, seconds, stop)
+                if proc.returncode not in (0, -signal.SIGINT) and not os.path.getsize(out):
+                    raise _proc.TraceError(f"strace failed: {_text(err_path)}")
+        with open(out, errors="replace") as f:
+            calls = parse_lines(f)
+    return calls, tgids
+
+
+def announce(what: str) -> None:
+    """Tell the user on stderr what is being traced, and how to stop it."""
+    print(f"zcopy trace: {what}; Ctrl-C to stop", file=sys.stderr, flush=True)
+
+
+def _text(path: str) -> str:
+    with open(path, errors="replace") as f:
+        return f.read().strip()
+
+
+def _stop_tree(tracer: int, step: int) -> None:
+    """Stop what ``tracer`` runs: SIGINT to the command, then SIGTERM and SIGKILL to all of it.
+
+    The first, gentle step goes to the command alone so a master process can shut its
+    workers down itself; strace, which blocks fatal signals while it runs a command, is
+    killed only if its processes will not go.
+    """
+    tree = _proc.descendants(tracer)[1:]
+    if step == 0:
+        targets = tree[:1]
+    elif step <= 2:
+        targets = tree
+    else:
+        targets = [tracer]
+    for pid in targets:
+        _proc.kill(pid, _proc.signal_for(step))
+
+
+def _await_attach(proc: subprocess.Popen[bytes], pid: int, err_path: str) -> None:
+    """Wait until strace is the tracer of ``pid``, so nothing after the banner is missed."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise _proc.TraceError(f"strace could not attach: {_text(err_path)}")
+        if not _proc.alive(pid):
+            raise _proc.TraceError(f"process {pid} went away")
+        if _proc.tracer_of(pid) == proc.pid:
+            return
+        time.sleep(0.02)
+    _proc.kill(proc.pid, signal.SIGKILL)
+    raise _proc.TraceError("strace did not attach within 30 s")

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from zcopy.tools import strace
+from zcopy.tools._proc import tracer_of
 
 from .procs import Child, ChildFailed, Children
 
@@ -25,19 +26,13 @@ _FILE_READS = ("read", "readv", "pread64", "preadv", "preadv2")
 
 
 def unavailable_reason() -> str | None:
-    """Why no strace pass can run here, or ``None`` when it can."""
-    if not strace.available():
-        return "strace is missing or not permitted here (install it: apt-get install strace)"
-    return None
+    """Why no strace pass can run here, or ``None`` when it can.
 
-
-def tracer_of(pid: int) -> int:
-    """The pid tracing ``pid`` (0: none), from ``/proc/PID/status``."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("TracerPid:"):
-                return int(line.split()[1])
-    return 0
+    >>> (unavailable_reason() is None) == strace.available()
+    True
+    """
+    why = strace.unavailable_reason()
+    return None if why is None else f"strace is missing or not permitted here: {why}"
 
 
 def attach(children: Children, pid: int, out: Path, timeout: float = 30.0) -> Child:
