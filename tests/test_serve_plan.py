@@ -6,6 +6,7 @@ import email.message
 import email.parser
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from zcopy.serve import headers
 from zcopy.serve.conditional import http_date
 from zcopy.serve.files import MetaCache
-from zcopy.serve.plan import HTML, Plan, Representation, error_page, plan_file
+from zcopy.serve.plan import FIELDS, HTML, Plan, Representation, error_page, plan_file
 from zcopy.serve.ranges import MAX_RANGES, ByteRange
 
 SIZE = 1000
@@ -213,3 +214,31 @@ def test_any_range_header_gives_a_consistent_plan(items: list[str], size: int) -
         assert len(body_of(plan, data)) == plan.length
     if plan.status == 200:
         assert plan.length == size
+
+
+class Spy(dict[str, str]):
+    """A request mapping that records which fields the planner asks about."""
+
+    asked: set[str]
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__(fields)
+        self.asked = set()
+
+    def get(self, key: str, default: object = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        assert isinstance(key, str)
+        self.asked.add(key)
+        return super().__contains__(key)
+
+
+def test_the_planner_reads_only_the_fields_it_declares() -> None:
+    asked: set[str] = set()
+    for method, fields, *_ in TABLE:
+        spy = Spy(fields)
+        plan_file(method, spy, SIZE, REP)
+        asked |= spy.asked
+    assert asked == set(FIELDS)

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
+from ..serve.plan import FIELDS
 from .types import Scope
 
 # The request fields ``serve.plan.plan_file`` looks at; the rest are not copied.
-WANTED = frozenset(
-    {
-        b"range",
-        b"if-range",
-        b"if-match",
-        b"if-none-match",
-        b"if-modified-since",
-        b"if-unmodified-since",
-    }
-)
+WANTED = frozenset(name.encode("ascii") for name in FIELDS)
 
 
 def request_fields(scope: Scope) -> dict[str, str]:

@@ -28,6 +28,15 @@ from .conditional import Validators, evaluate, if_range_allows
 from .ranges import ByteRange, plan_ranges
 
 HTML = b"Content-Type: text/html; charset=utf-8\r\n"
+# The request header fields the planner reads (lower-case); a caller need pass no others.
+FIELDS = (
+    "range",
+    "if-range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+)
 
 Part = bytes | ByteRange
 
