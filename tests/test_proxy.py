@@ -218,7 +218,7 @@ def roundtrip(proxy: Proxy, data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("mode", [(), ("--no-splice",)], ids=["splice", "no-splice"])
-def test_byte_exact_both_ways_and_stats(echo, mode):
+def test_byte_exact_both_ways_and_stats(echo: EchoServer, mode: tuple[str, ...]) -> None:
     sizes = [0, 1, 64 * KIB, MIB]
     with running(echo.port, extra=mode) as proxy:
         for size in sizes:
@@ -241,14 +241,14 @@ def test_byte_exact_both_ways_and_stats(echo, mode):
         proxy.wait_for(r"\]: stopped")
 
 
-def test_zcopy_proxy_subcommand_relays(echo):
+def test_zcopy_proxy_subcommand_relays(echo: EchoServer) -> None:
     """The interface other tools drive: ``zcopy proxy --listen ... --upstream ...``."""
     with running(echo.port, module=("zcopy.cli", "proxy")) as proxy:
         assert roundtrip(proxy, b"via the zcopy command") == b"via the zcopy command"
         assert proxy.stop() == 0
 
 
-def test_refused_upstream_is_skipped_for_the_next(echo):
+def test_refused_upstream_is_skipped_for_the_next(echo: EchoServer) -> None:
     down = dead_port()
     with running(down, echo.port) as proxy:
         for i in range(4):  # round-robin puts the dead one first every other time
@@ -257,7 +257,7 @@ def test_refused_upstream_is_skipped_for_the_next(echo):
         assert echo.accepted == 4
 
 
-def test_all_upstreams_down_closes_client_promptly_and_logs():
+def test_all_upstreams_down_closes_client_promptly_and_logs() -> None:
     with running(dead_port(), dead_port()) as proxy, proxy.connect() as c:
         c.settimeout(10)
         assert c.recv(10) == b""
@@ -270,7 +270,7 @@ def _abort(sock: socket.socket) -> None:
     sock.close()
 
 
-def test_upstream_reset_resets_the_client():
+def test_upstream_reset_resets_the_client() -> None:
     with (
         socket.create_server(("127.0.0.1", 0)) as up,
         running(up.getsockname()[1]) as proxy,
@@ -287,7 +287,7 @@ def test_upstream_reset_resets_the_client():
         proxy.wait_for(r"reset 127\.0\.0\.1:\d+ <-> 127\.0\.0\.1:\d+")
 
 
-def test_client_reset_mid_stream_resets_the_upstream():
+def test_client_reset_mid_stream_resets_the_upstream() -> None:
     with socket.create_server(("127.0.0.1", 0)) as up, running(up.getsockname()[1]) as proxy:
         c = proxy.connect()
         u, _ = up.accept()
@@ -301,12 +301,12 @@ def test_client_reset_mid_stream_resets_the_upstream():
                     pass
         proxy.wait_for(r"reset 127\.0\.0\.1:\d+ <-> ")
         st = proxy.stats()
-        assert st["connections"] == {  # type: ignore[comparison-overlap]
+        assert st["connections"] == {
             "active": 0, "total": 1, "failed": 1, "refused": 0, "idle_closed": 0,
         }
 
 
-def test_idle_timeout_closes_quiet_connection(echo):
+def test_idle_timeout_closes_quiet_connection(echo: EchoServer) -> None:
     with running(echo.port, extra=("--idle-timeout", "0.5")) as proxy, proxy.connect() as c:
         c.sendall(b"hi")
         assert c.recv(10) == b"hi"
@@ -315,7 +315,7 @@ def test_idle_timeout_closes_quiet_connection(echo):
         proxy.wait_for(r"closed 127\.0\.0\.1:\d+ <-> .*idle for 0\.5s")
 
 
-def test_connection_cap_refuses_with_a_log_line(echo):
+def test_connection_cap_refuses_with_a_log_line(echo: EchoServer) -> None:
     with running(echo.port, extra=("--max-connections", "2")) as proxy:
         held = [proxy.connect() for _ in range(2)]
         try:
@@ -345,7 +345,7 @@ def _kinds(fds: list[str]) -> dict[str, int]:
     return out
 
 
-def test_no_fd_or_pipe_leak_after_1000_connections(echo):
+def test_no_fd_or_pipe_leak_after_1000_connections(echo: EchoServer) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < 2600:
         pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below the 2,600 this test needs")
@@ -384,7 +384,7 @@ def test_no_fd_or_pipe_leak_after_1000_connections(echo):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_sigterm_stops_accepting_and_lets_open_connections_finish(echo):
+def test_sigterm_stops_accepting_and_lets_open_connections_finish(echo: EchoServer) -> None:
     with running(echo.port) as proxy:
         c = proxy.connect()
         with c:
@@ -403,7 +403,7 @@ def test_sigterm_stops_accepting_and_lets_open_connections_finish(echo):
         proxy.wait_for(r"connections: active 0, total 1, failed 0")
 
 
-def test_workers_share_the_port(echo):
+def test_workers_share_the_port(echo: EchoServer) -> None:
     with running(echo.port, extra=("--workers", "2")) as proxy:
         proxy.wait_for(r"workers: 2")
         for i in range(8):
@@ -414,7 +414,9 @@ def test_workers_share_the_port(echo):
 
 
 @pytest.mark.parametrize("mode", [(), ("--no-splice",)], ids=["splice", "no-splice"])
-def test_strace_payload_goes_by_splice_only(echo, tmp_path: Path, mode):
+def test_strace_payload_goes_by_splice_only(
+    echo: EchoServer, tmp_path: Path, mode: tuple[str, ...]
+) -> None:
     if not strace.available():
         pytest.skip("strace is missing or not permitted here")
     out = tmp_path / "proxy.strace"
@@ -435,3 +437,215 @@ def test_strace_payload_goes_by_splice_only(echo, tmp_path: Path, mode):
     # Every payload byte crosses a pipe twice: socket->pipe, then pipe->socket, each way.
     assert moved == 4 * len(data)
     assert others == [], f"payload syscalls on TCP sockets besides splice: {others}"
+
+
+# --- the daemon side: exclusive port, workers, startup errors, grace, memory ------------
+
+
+def _proxy_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    return subprocess.run(
+        [sys.executable, "-m", "zcopy.proxy", *args],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_proxy_on_the_same_address_fails(echo: EchoServer, workers: str) -> None:
+    """Item 10: no SO_REUSEPORT, so a second (hijacking) instance cannot take traffic."""
+    with running(echo.port, extra=("--workers", workers)) as proxy:
+        second = _proxy_cli("--listen", f"127.0.0.1:{proxy.port}",
+                            "--upstream", f"127.0.0.1:{echo.port}", "--workers", workers)
+        assert second.returncode == 1
+        assert second.stderr.splitlines() == [
+            f"zcopy proxy: cannot listen on 127.0.0.1:{proxy.port}: address already in use "
+            "(another server is listening there)"
+        ]
+        for i in range(8):  # every client still reaches the first proxy
+            assert roundtrip(proxy, b"mine %d" % i) == b"mine %d" % i
+        assert proxy.stop() == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(
+    ("listen", "status", "words"),
+    [
+        ("127.0.0.1:99999", 2, "port 99999 is out of range"),
+        ("999.1.1.1:8080", 2, "'999.1.1.1' is not a valid address"),
+        ("192.0.2.1:8080", 1, "cannot assign requested address"),
+    ],
+)
+def test_startup_errors_are_one_line_and_a_status(
+    listen: str, status: int, words: str, workers: str
+) -> None:
+    done = _proxy_cli("--listen", listen, "--upstream", "127.0.0.1:9", "--workers", workers)
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr
+    *usage, last = done.stderr.splitlines()  # argparse shows the usage before its one line
+    assert last.startswith("zcopy proxy: ") and words in last
+    assert not usage or usage[0].startswith("usage: zcopy proxy")
+
+
+def _worker_pids(pid: int) -> set[int]:
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def test_workers_share_one_socket_and_each_serves(echo: EchoServer) -> None:
+    """Item 10: ``--workers 2`` is one listening socket; each worker takes clients."""
+    with running(echo.port, extra=("--workers", "2")) as proxy:
+        kids = _worker_pids(proxy.pid)
+        assert len(kids) == 2
+        listening = [ln for ln in Path("/proc/net/tcp").read_text().splitlines()
+                     if f":{proxy.port:04X} 00000000:0000 0A" in ln]
+        assert len(listening) == 1  # one socket, not one per worker
+        for busy in kids:  # with one stopped, the other must serve every client
+            os.kill(busy, signal.SIGSTOP)
+            try:
+                for i in range(3):
+                    assert roundtrip(proxy, b"w%d" % i) == b"w%d" % i
+            finally:
+                os.kill(busy, signal.SIGCONT)
+        start = len(proxy.lines)
+        os.kill(proxy.pid, signal.SIGUSR1)  # forwarded to each worker
+        totals: dict[int, int] = {}
+        deadline = time.monotonic() + 20
+        while len(totals) < 2 and time.monotonic() < deadline:
+            proxy.wait_for("stats-json ", start=start)
+            for line in proxy.lines[start:]:
+                if "stats-json " in line:
+                    st = json.loads(line.split("stats-json ", 1)[1])
+                    totals[st["pid"]] = st["connections"]["total"]
+            time.sleep(0.05)
+        assert totals == {kid: 3 for kid in kids}
+        assert proxy.stop() == 0
+
+
+def test_log_lines_have_one_format_with_timestamps(echo: EchoServer) -> None:
+    with running(echo.port) as proxy:
+        assert proxy.stop() == 0
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d zcopy proxy\[\d+\]: "
+    assert proxy.lines and all(re.match(stamp, ln) for ln in proxy.lines), proxy.log()
+    assert re.match(stamp + r"listening on .*press Ctrl\+C to stop", proxy.lines[0])
+
+
+class Firehose:
+    """An upstream that sends ``size`` bytes to every connection, then waits for its EOF."""
+
+    def __init__(self, size: int = 4 * MIB) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
+        self.port = self.listener.getsockname()[1]
+        self.size = size
+        self.stopping = False
+        self.threads: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self.stopping:
+            try:
+                c, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._pour, args=(c,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _pour(self, c: socket.socket) -> None:
+        chunk = b"z" * (256 * KIB)
+        c.settimeout(30)
+        with c, contextlib.suppress(OSError):
+            for _ in range(self.size // len(chunk)):
+                if self.stopping:
+                    return
+                c.sendall(chunk)
+            while c.recv(65536):  # hold the connection until the proxy closes it
+                pass
+
+    def close(self) -> None:
+        self.stopping = True
+        self.thread.join(5)
+        self.listener.close()
+        for t in self.threads:
+            t.join(5)
+
+
+@pytest.fixture
+def firehose() -> Iterator[Firehose]:
+    server = Firehose()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_grace_expiry_resets_a_flowing_stream(firehose: Firehose) -> None:
+    """Item 11: a stream cut at the end of --grace ends in a reset, never a clean EOF."""
+    firehose.size = 1 << 40  # still flowing when the grace period ends
+    with running(firehose.port, extra=("--grace", "0.5")) as proxy, proxy.connect() as c:
+        c.settimeout(10)
+        assert c.recv(65536)  # flowing
+        os.kill(proxy.pid, signal.SIGTERM)
+        got = 0
+        with pytest.raises(ConnectionResetError):
+            while True:  # keep reading: the stream is still flowing when the grace ends
+                data = c.recv(65536)
+                assert data, f"clean EOF after {got} bytes: a cut stream looked complete"
+                got += len(data)
+        assert proxy.proc.wait(20) == 0
+        proxy.wait_for(r"grace period over: resetting 1 connection")
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_no_splice_memory_goes_back_after_rounds_of_non_reading_clients(
+    firehose: Firehose,
+) -> None:
+    """Item 12: 3 rounds of 200 clients that never read; RSS returns once they are gone.
+
+    Each stuck relay holds a 1 MiB user-space buffer (about 200 MiB at the peak);
+    splice mode holds nothing in user space and needs no such test.
+    """
+    with running(firehose.port, extra=("--no-splice",)) as proxy:
+        with proxy.connect() as warm:
+            warm.settimeout(10)
+            assert warm.recv(10)
+        base = _rss_mib(proxy.pid)
+        after: list[float] = []
+        peak: list[float] = []
+        for _ in range(3):
+            clients = []
+            for _ in range(200):
+                c = socket.socket()
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills at once
+                c.connect(("127.0.0.1", proxy.port))
+                clients.append(c)
+            # Until every relay is stuck on its client: the byte count stops moving.
+            deadline, moved = time.monotonic() + 20, -1
+            while True:
+                st = proxy.stats()
+                now = st["bytes"]["upstream_to_client"]  # type: ignore[index]
+                if st["connections"]["active"] == 200 and now == moved:  # type: ignore[index]
+                    break
+                assert time.monotonic() < deadline, st
+                moved = now
+                time.sleep(0.3)
+            peak.append(_rss_mib(proxy.pid))
+            for c in clients:
+                c.close()
+            deadline = time.monotonic() + 20
+            while proxy.stats()["connections"]["active"]:  # type: ignore[index]
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            after.append(_rss_mib(proxy.pid))
+        # The relays did hold their buffers while stuck (else this proves nothing) ...
+        assert min(peak) > base + 100, (base, peak)
+        # ... and gave them back: the pool keeps at most 8 MiB of spare buffers.
+        assert max(after) < base + 40, (base, peak, after)

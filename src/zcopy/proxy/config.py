@@ -90,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=_seconds, default=10.0, metavar="SECONDS",
                         help="on SIGTERM, let open connections finish this long (default 10)")
     parser.add_argument("--workers", type=_positive, default=1, metavar="N",
-                        help="N processes accepting on the same port by SO_REUSEPORT (default 1)")
+                        help="N processes accepting on one shared listening socket (default 1)")
 
 
 def _listen_arg(text: str) -> Address:

@@ -1,4 +1,8 @@
-"""The accept loop: cap, connect, relay, close; signals for stats and a graceful stop."""
+"""The accept loop: cap, connect, relay, close; signals for stats and a graceful stop.
+
+At the end of the grace period the connections still open are reset (``SO_LINGER`` 0),
+not closed with a FIN: a client must not take a cut stream for a complete one.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ import errno
 import logging
 import signal
 import socket
+from collections.abc import Callable
 
+from .._relay import _abort as reset_on_close
 from .._relay import relay, relay_plan
-from .config import Address, Config, format_address
+from .config import Config, format_address
 from .stats import ProxyStats
 from .upstreams import AllDown, RoundRobin, connect
 
@@ -18,30 +24,6 @@ log = logging.getLogger("zcopy.proxy")
 
 _ACCEPT_BATCH = 64  # per wake-up, so a flood of clients cannot starve the relays
 _FD_PAUSE = 0.5  # seconds to stop accepting when the process is out of fds
-
-
-def open_listener(addr: Address, *, backlog: int | None = 1024) -> socket.socket:
-    """A non-blocking listening TCP socket with SO_REUSEPORT (so workers can share the port).
-
-    ``backlog=None`` only binds: the port is held, but no connection is queued to it.
-
-    >>> s = open_listener(("127.0.0.1", 0)); s.getsockname()[1] > 0
-    True
-    >>> s.close()
-    """
-    family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(addr)
-        if backlog is not None:
-            sock.listen(backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _peer(sock: socket.socket) -> str:
@@ -63,15 +45,21 @@ class Proxy:
         self._stop: asyncio.Event | None = None
         self._accepting = False
         self._plan_logged = False
+        self._cutting = False  # the grace period is over: close with a reset
 
-    async def serve(self) -> None:
-        """Run until SIGTERM/SIGINT (or ``stop()``); then let connections finish, and report."""
+    async def serve(self, on_ready: Callable[[], object] | None = None) -> None:
+        """Run until SIGTERM/SIGINT (or ``stop()``); then let connections finish, and report.
+
+        ``on_ready()`` runs once the proxy accepts.
+        """
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._resume_accept()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGUSR1, self.print_stats)
+        if on_ready is not None:
+            on_ready()
         try:
             await self._stop.wait()
             await self._drain()
@@ -106,7 +94,8 @@ class Proxy:
             return
         _, late = await asyncio.wait(set(self.conns), timeout=self.config.grace)
         if late:
-            log.info("grace period over: closing %d connection(s) still open", len(late))
+            log.info("grace period over: resetting %d connection(s) still open", len(late))
+            self._cutting = True
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
@@ -184,6 +173,10 @@ class Proxy:
             except OSError as exc:
                 self.stats.failed += 1
                 log.info("reset %s <-> %s: %s", who, format_address(addr), exc)
+        except asyncio.CancelledError:
+            if self._cutting:  # a FIN now would pass a cut stream off as a complete one
+                reset_on_close(client, *([upstream] if upstream is not None else []))
+            raise
         finally:
             if upstream is not None:
                 upstream.close()
