@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import selectors
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -77,14 +79,33 @@ def test_socket_to_file(tmp_path: Path) -> None:
     assert sha(path.read_bytes()) == sha(DATA[:-3])
 
 
-def test_buffer_and_userspace_routes() -> None:
+class _ReadOnly:
+    """A source with nothing but read(): no fd, so only the user-space route can move it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.inner = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self.inner.read(n)
+
+
+@pytest.mark.parametrize(
+    ("make_src", "route"),
+    [(lambda: DATA, zcopy.Route.WRITE), (lambda: _ReadOnly(DATA), zcopy.Route.USERSPACE)],
+    ids=["buffer-write", "opaque-userspace"],
+)
+def test_buffer_and_userspace_routes(make_src: Callable[[], object], route: zcopy.Route) -> None:
     a, b = tcp_pair()
     with a, b:
         a.setblocking(False)
         drain = Drain(b)
-        assert run(zcopy.acopy(a, DATA)) == len(DATA)
+        zcopy.reset_stats()
+        assert run(zcopy.acopy(a, make_src())) == len(DATA)
         a.shutdown(socket.SHUT_WR)
         assert drain.result(30) == DATA
+    assert {name: r.bytes for name, r in zcopy.stats().routes.items()} == {
+        route.value: len(DATA)
+    }
 
 
 @pytest.mark.parametrize("side", ["src", "dst"])

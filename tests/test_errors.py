@@ -534,7 +534,7 @@ def test_timeout_when_source_is_silent() -> None:
     a.settimeout(0.2)
     with a, b, pytest.raises(TimeoutError, match="to have data") as info:
         zcopy.copy(io.BytesIO(), a)
-    assert info.value.bytes_copied == 0  # type: ignore[attr-defined]
+    assert getattr(info.value, "bytes_copied") == 0  # noqa: B009
 
 
 def _slow_drain(sock: socket.socket, out: bytearray) -> threading.Thread:
@@ -584,19 +584,50 @@ def test_gzipfile_source_is_decompressed(tmp_path: Path) -> None:
         assert drain.result(30) == DATA
 
 
-def test_error_after_bytes_moved_is_not_a_fallback(big_file: Path) -> None:
-    """Once a byte moved, an error propagates (no silent switch to another route)."""
+def test_peer_error_on_the_first_call_is_not_a_fallback(big_file: Path) -> None:
+    """A closed reader is the peer's error, not the route's refusal: it propagates at once."""
     zcopy.reset_stats()
     r, w = os.pipe()
     os.close(r)
     try:
-        with open(big_file, "rb") as f, pytest.raises(BrokenPipeError) as info:
-            zcopy.copy(w, f)
-        assert info.value.bytes_copied == 0  # type: ignore[attr-defined]
+        with open(big_file, "rb") as f:
+            with pytest.raises(BrokenPipeError) as info:
+                zcopy.copy(w, f)
+            assert f.tell() == 0
+        assert getattr(info.value, "bytes_copied") == 0  # noqa: B009
         assert info.value.errno == errno.EPIPE
     finally:
         os.close(w)
     assert zcopy.stats().fallbacks == {}
+
+
+def test_error_after_bytes_moved_is_not_a_fallback(big_file: Path) -> None:
+    """Once bytes moved, an error propagates with the count; no switch to another route."""
+    zcopy.reset_stats()
+    r, w = os.pipe()
+    taken = bytearray()
+
+    def read_some_then_close() -> None:
+        while len(taken) < 256 << 10:
+            taken.extend(os.read(r, 65536))
+        os.close(r)
+
+    reader = threading.Thread(target=read_some_then_close, daemon=True)
+    reader.start()
+    try:
+        with open(big_file, "rb") as f:
+            with pytest.raises(BrokenPipeError) as info:
+                zcopy.copy(w, f)
+            position = f.tell()
+        copied: int = getattr(info.value, "bytes_copied")  # noqa: B009
+        assert 256 << 10 <= copied < BIG
+        assert position == copied, "the source position says what was sent"
+        assert big_file.read_bytes()[: len(taken)] == bytes(taken)
+    finally:
+        reader.join(30)
+        os.close(w)
+    assert zcopy.stats().fallbacks == {}
+    assert set(zcopy.stats().routes) == {"sendfile"}
 
 
 def test_odd_buffers() -> None:

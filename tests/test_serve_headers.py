@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,8 @@ def test_head_layout() -> None:
     assert head == (
         b"HTTP/1.1 200 OK\r\n"
         b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
-        b"Server: zcopy/0.1.0\r\n"
-        b"Content-Type: text/plain\r\n"
+        + f"Server: zcopy/{importlib.metadata.version('zcopy')}\r\n".encode()
+        + b"Content-Type: text/plain\r\n"
         b"Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
         b'ETag: "1-2"\r\n'
         b"Accept-Ranges: bytes\r\n"
