@@ -123,7 +123,9 @@ def config_from(args: argparse.Namespace) -> Config:
 def run(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; return the exit status.
 
-    >>> run(argparse.Namespace())  # doctest: +SKIP
+    For example (it serves until stopped, so it is not a doctest)::
+
+        run(zcopy.cli.build_parser().parse_args(["serve", "/srv/www", "--port", "8000"]))
     """
     config = config_from(args)
     if getattr(args, "app", None):

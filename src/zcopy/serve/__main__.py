@@ -10,7 +10,9 @@ from ..cli import main as _cli_main
 def main(argv: list[str] | None = None) -> int:
     """Run ``zcopy serve`` with ``argv`` (default: this process's arguments).
 
-    >>> main(["--help"])  # doctest: +SKIP
+    For example (it serves until stopped, so it is not a doctest)::
+
+        main(["/srv/www", "--port", "8000"])   # python -m zcopy.serve /srv/www --port 8000
     """
     return _cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 

@@ -88,8 +88,11 @@ class Server:
     """One process's server: a listening socket and the connections it accepted.
 
     >>> server = Server(Config("."), listen("127.0.0.1", 0))
-    >>> asyncio.run(server.serve())  # doctest: +SKIP
+    >>> server.listener.getsockname()[0]
+    '127.0.0.1'
     >>> server.listener.close()
+
+    ``asyncio.run(server.serve())`` then serves until SIGTERM/SIGINT.
     """
 
     def __init__(
@@ -543,7 +546,9 @@ def run_server(
 ) -> None:
     """Serve on ``listener`` in this process until SIGTERM/SIGINT; ``on_ready`` once it can.
 
-    >>> run_server(Config("."), listen("127.0.0.1", 0))  # doctest: +SKIP
+    For example (it serves until stopped, so it is not a doctest)::
+
+        run_server(Config("/srv/www"), listen("127.0.0.1", 8000))
     """
     _raise_fd_limit(config.max_connections + 1024)
     asyncio.run(Server(config, listener, on_ready).serve())

@@ -43,7 +43,9 @@ def _die_with_parent() -> None:
 def run_workers(config: Config, bind: str, port: int, workers: int) -> int:
     """Fork ``workers`` servers on one port; return when all have exited.
 
-    >>> run_workers(Config("/"), "127.0.0.1", 0, 2)  # doctest: +SKIP
+    For example (it serves until stopped, so it is not a doctest)::
+
+        run_workers(Config("/srv/www"), "127.0.0.1", 8000, 2)
     """
     from . import _announce
 
