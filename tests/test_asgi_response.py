@@ -8,8 +8,12 @@ A FastAPI route returning it checks the Starlette ``Response`` subclassing.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
+import socket
+import struct
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +42,9 @@ async def plain(request):
 async def named(request):
     return FileResponse(DATA, filename="r\\u00e9sum\\u00e9 \\"1\\".bin", headers={{"x-app": "1"}})
 
+async def big(request):
+    return FileResponse(request.query_params["path"])
+
 async def typed(request):
     return FileResponse(DATA, media_type="text/csv", status_code=203)
 
@@ -51,6 +58,7 @@ app = Starlette(routes=[
     Route("/plain", plain, methods=["GET", "HEAD"]),
     Route("/named", named),
     Route("/typed", typed),
+    Route("/big", big),
     Mount("/api", app=api),
 ])
 """
@@ -234,3 +242,56 @@ def test_concurrent_calls_share_nothing(tmp_path: Path) -> None:
 
     for i, body in enumerate(asyncio.run(many())):
         assert body == data[i : i + CHUNK + 1]
+
+
+def _server_rchar(server: Uvicorn) -> int:
+    """Bytes the uvicorn process has read by read-family syscalls (/proc/PID/io)."""
+    for line in Path(f"/proc/{server.proc.pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar")
+
+
+def _fetch_some_then_leave(server: Uvicorn, path: Path, nbytes: int) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as s:
+        s.sendall(f"GET /big?path={path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        got = 0
+        while got < nbytes:
+            chunk = s.recv(65536)
+            assert chunk, "server closed early"
+            got += len(chunk)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+
+
+def test_client_leaving_stops_the_read_loop(server: Uvicorn, tmp_path: Path) -> None:
+    """uvicorn drops sends to a gone client silently; the disconnect watch stops the reads."""
+    sparse = tmp_path / "sparse.bin"
+    with open(sparse, "wb") as f:
+        f.truncate(1 << 30)  # 1 GiB that reads fast: without the watch it would all be read
+    before = _server_rchar(server)
+    _fetch_some_then_leave(server, sparse, 1 << 20)
+    time.sleep(1.5)
+    read = _server_rchar(server) - before
+    assert read < 64 << 20, f"the server read {read >> 20} MiB for a client that left"
+    assert server.request("/plain")[0] == 200  # and it serves on
+
+
+def test_file_shrinking_mid_body_closes_never_pads(server: Uvicorn, tmp_path: Path) -> None:
+    f = tmp_path / "shrinks.bin"
+    data = os.urandom(32 << 20)
+    f.write_bytes(data)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    try:
+        conn.request("GET", f"/big?path={f}")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("content-length") == str(len(data))
+        first = resp.read(1 << 20)
+        with open(f, "r+b") as shrink:
+            shrink.truncate(4 << 20)
+        with pytest.raises(http.client.IncompleteRead) as caught:
+            resp.read()
+        body = first + caught.value.partial
+        assert len(body) < len(data) and data.startswith(body)  # a prefix, never padding
+    finally:
+        conn.close()
+    assert server.request("/plain")[0] == 200

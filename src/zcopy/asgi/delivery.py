@@ -161,8 +161,12 @@ async def _read_loop(
             fd = file.fileno()
             offset, remaining = part.first, part.length
             while remaining:
-                if watch is not None and watch.gone:
-                    return  # nobody to send to: stop reading the file
+                if watch is not None:
+                    # A send to a gone client returns at once and a cached read does not
+                    # wait: without this turn of the loop the watch would never run.
+                    await asyncio.sleep(0)
+                    if watch.gone:
+                        return  # nobody to send to: stop reading the file
                 chunk = await read_chunk(fd, offset, min(CHUNK, remaining))
                 if not chunk:
                     raise FileShrank(
