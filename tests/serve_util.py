@@ -176,3 +176,15 @@ def get(
         s.sendall(data)
         with s.makefile("rb") as f:
             return read_response(f, head=method == "HEAD")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def request_bytes(path: str, *extra: str, version: str = "1.1", method: str = "GET") -> bytes:
+    """A request head as bytes: ``Host: t`` plus ``extra`` field lines."""
+    lines = [f"{method} {path} HTTP/{version}", "Host: t", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

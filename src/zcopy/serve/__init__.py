@@ -75,25 +75,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-connections", type=positive_int, default=1024, metavar="N",
         help="answer 503 to connections beyond N (default 1024)",
     )
-    app = parser.add_argument_group("ASGI app (docs/asgi.md)")
-    app.add_argument(
-        "--app", metavar="MODULE:ATTR", default=None,
-        help="serve this ASGI app instead of DIR (imported like uvicorn: main:app)",
+    parser.add_argument(
+        "--body-timeout", type=seconds, default=60.0, metavar="SECONDS",
+        help="a request body must arrive within this long of its head (default 60)",
     )
-    app.add_argument("--app-dir", default=".", metavar="DIR", help="import the app from DIR")
-    app.add_argument(
-        "--factory", action="store_true", help="ATTR is a callable that returns the app"
+    parser.add_argument(
+        "--linger-timeout", type=seconds, default=5.0, metavar="SECONDS",
+        help="after the last response, drain the client's input this long before closing "
+        "(default 5; 0: close at once)",
     )
-    app.add_argument(
-        "--root-path", default="", metavar="PATH", help="ASGI root_path (mounted under PATH)"
-    )
-    app.add_argument(
-        "--lifespan", choices=("auto", "on", "off"), default="auto",
-        help="run the app's lifespan startup/shutdown (default auto: if it speaks it)",
-    )
-    app.add_argument(
-        "--loop", choices=("asyncio", "uvloop"), default="asyncio",
-        help="event loop for the app (uvloop must be installed)",
+    parser.add_argument(
+        "--max-requests", type=positive_int, default=1000, metavar="N",
+        help="close a keep-alive connection after N requests (default 1000)",
     )
 
 
@@ -117,21 +110,18 @@ def config_from(args: argparse.Namespace) -> Config:
         shutdown_timeout=args.shutdown_timeout,
         max_connections=args.max_connections,
         access_log=args.access_log,
+        body_timeout=args.body_timeout,
+        linger_timeout=args.linger_timeout,
+        max_requests=args.max_requests,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; return the exit status.
 
-    For example (it serves until stopped, so it is not a doctest)::
-
-        run(zcopy.cli.build_parser().parse_args(["serve", "/srv/www", "--port", "8000"]))
+    >>> run(argparse.Namespace())  # doctest: +SKIP
     """
     config = config_from(args)
-    if getattr(args, "app", None):
-        from .asgi import run as run_app
-
-        return run_app(args, config)
     if not os.path.isdir(config.root):
         print(f"zcopy serve: {args.directory} is not a directory", file=sys.stderr)
         return 2
