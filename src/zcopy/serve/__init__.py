@@ -88,6 +88,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-requests", type=positive_int, default=1000, metavar="N",
         help="close a keep-alive connection after N requests (default 1000)",
     )
+    app = parser.add_argument_group("ASGI app (docs/asgi.md)")
+    app.add_argument(
+        "--app", metavar="MODULE:ATTR", default=None,
+        help="serve this ASGI app instead of DIR (imported like uvicorn: main:app)",
+    )
+    app.add_argument("--app-dir", default=".", metavar="DIR", help="import the app from DIR")
+    app.add_argument(
+        "--factory", action="store_true", help="ATTR is a callable that returns the app"
+    )
+    app.add_argument(
+        "--root-path", default="", metavar="PATH", help="ASGI root_path (mounted under PATH)"
+    )
+    app.add_argument(
+        "--lifespan", choices=("auto", "on", "off"), default="auto",
+        help="run the app's lifespan startup/shutdown (default auto: if it speaks it)",
+    )
+    app.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio",
+        help="event loop for the app (uvloop must be installed)",
+    )
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -119,9 +139,15 @@ def config_from(args: argparse.Namespace) -> Config:
 def run(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; return the exit status.
 
-    >>> run(argparse.Namespace())  # doctest: +SKIP
+    For example (it serves until stopped, so it is not a doctest)::
+
+        run(zcopy.cli.build_parser().parse_args(["serve", "/srv/www", "--port", "8000"]))
     """
     config = config_from(args)
+    if getattr(args, "app", None):
+        from .asgi import run as run_app
+
+        return run_app(args, config)
     if not os.path.isdir(config.root):
         print(f"zcopy serve: {args.directory} is not a directory", file=sys.stderr)
         return 2
