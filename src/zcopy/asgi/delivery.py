@@ -76,7 +76,11 @@ def choose(extensions: Mapping[str, Any] | None, plan: Plan) -> Delivery:
 
 
 class FileShrank(RuntimeError):
-    """The file ended before the planned bytes were read; the response cannot be finished."""
+    """The file ended before the planned bytes were read; the response cannot be finished.
+
+    >>> isinstance(FileShrank("a.bin ended at byte 10"), RuntimeError)
+    True
+    """
 
 
 def header_list(fields: bytes) -> Headers:
@@ -118,6 +122,13 @@ async def deliver(
     """Send ``plan``'s response; file parts come from ``file`` (``path``, absolute, for pathsend).
 
     The caller keeps ``file`` open until this returns, and closes it.
+
+    >>> sent = []
+    >>> async def send(message):
+    ...     sent.append(message["type"])
+    >>> page = Plan(404, b"Content-Type: text/html\\r\\n", 4, (b"gone",))
+    >>> asyncio.run(deliver({"type": "http"}, None, send, page, None, "")).name, sent
+    ('MEMORY', ['http.response.start', 'http.response.body'])
     """
     how = choose(scope.get("extensions"), plan)
     await send(response_start(plan, extra))
