@@ -184,6 +184,13 @@ async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                     "more_body": i < len(pieces) - 1,
                 })
         return
+    if path == "/pathsend":
+        # ?name=F&length=N: a head promising N bytes, then the file by path (sized now)
+        q = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", q["length"].encode())]})
+        await send({"type": "http.response.pathsend", "path": str(ROOT / q["name"])})
+        return
     if path == "/bad-header":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"x-evil", b"a\r\nSet-Cookie: pwned=1")]})

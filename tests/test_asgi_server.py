@@ -134,6 +134,25 @@ def test_zerocopysend_offsets_counts_and_chunked(raw_server: ServeProc, root: Pa
     assert resp.status == 200 and body == data[7:]
 
 
+def test_pathsend_sends_what_the_head_promised(raw_server: ServeProc, root: Path) -> None:
+    """A file that grew since the app sized the response: exactly the promised bytes."""
+    data = (root / "big.bin").read_bytes()
+    with raw_server.connect() as s:
+        s.sendall(b"GET /pathsend?name=big.bin&length=1000 HTTP/1.1\r\nHost: t\r\n\r\n"
+                  b"GET /pathsend?name=small.txt&length=4096 HTTP/1.1\r\nHost: t\r\n\r\n")
+        with s.makefile("rb") as f:
+            first, second = read_response(f), read_response(f)
+    assert first.body == data[:1000]
+    assert second.body == (root / "small.txt").read_bytes()
+
+
+def test_pathsend_of_a_file_that_shrank_is_a_500(raw_server: ServeProc) -> None:
+    """Shorter than the head promised, found before the head left: a 500, never a short body."""
+    resp, _ = request(raw_server.port, "GET", "/pathsend?name=small.txt&length=9999")
+    assert resp.status == 500 and resp.getheader("content-length") != "9999"
+    wait_for(lambda: "the response promised 9999" in raw_server.stderr(), what="the error line")
+
+
 # --- streaming, bodies, Expect --------------------------------------------------------------
 
 
@@ -211,6 +230,18 @@ def test_backpressure_holds_the_app(server: ServeProc, root: Path) -> None:
                 total += len(f.read(size))
                 f.readline()
     assert total == 64 << 20
+
+
+def test_client_leaving_a_stream_is_no_app_error(server: ServeProc) -> None:
+    before = server.stderr().count("exception in the app")
+    with server.connect() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"GET /big-stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert s.recv(65536)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    time.sleep(0.5)
+    assert request(server.port, "GET", "/plain")[1] == b"hello, world"
+    assert server.stderr().count("exception in the app") == before, server.stderr()[-2000:]
 
 
 # --- failures -------------------------------------------------------------------------------

@@ -239,7 +239,15 @@ class Exchange:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise RuntimeError(f"pathsend: {path!r} is not a regular file")
-            await self._file(fd, 0, st.st_size, more=False, name=path)
+            size = st.st_size
+            head = self.head
+            assert head is not None
+            if head.framing is Framing.LENGTH and head.length is not None:
+                promised = head.length - self.body_sent
+                if size < promised:  # changed since the app sized the response
+                    raise FileShrank(f"{path} has {size} bytes, the response promised {promised}")
+                size = promised  # grown since: send what was promised
+            await self._file(fd, 0, size, more=False, name=path)
         finally:
             os.close(fd)
 

@@ -124,8 +124,9 @@ class AsgiServer(Server):
         except ClientDisconnected:
             ex.close = True  # the app let our OSError out: the client is gone, nothing to say
         except FileShrank as exc:
-            error(f"{conn.host}: {req.request_line}: {exc}; closing the connection")
-            ex.abort()
+            error(f"{conn.host}: {req.request_line}: {exc}")
+            if ex.head_sent:
+                ex.abort()  # else nothing is on the wire yet: the 500 below says it
         except Exception as exc:
             return await self._app_failed(conn, req, ex, exc)
         if not ex.done:
@@ -143,12 +144,12 @@ class AsgiServer(Server):
 
     async def _app_failed(self, conn: Conn, req: Request, ex: Exchange, exc: Exception) -> bool:
         """An exception from the app: 500 if nothing was sent yet, else cut the connection."""
+        if ex.disconnected:
+            return False  # the client left and the app's send said so: nothing to report
         error(
             f"{conn.host}: {req.request_line}: exception in the app\n"
             + "".join(traceback.format_exception(exc)).rstrip()
         )
-        if ex.disconnected:
-            return False
         if not ex.head_sent:
             await self._error_response(conn, req, ex, 500)
         elif not ex.done:
