@@ -239,9 +239,9 @@ def copy(
     The cheapest kernel route runs (see ``explain()``); user space only when
     it must. With ``require_zero_copy=True`` (or ``ZCOPY_REQUIRE_ZERO_COPY=1``
     in the environment) a copy that would fall back raises ``FastPathLost``
-    before moving a byte. An error after bytes moved propagates with
-    ``exc.bytes_copied`` set to what dst received, also when a signal
-    handler raises mid-copy (``docs/design.md``, Guarantees). A file source's
+    before moving a byte. Every exception out of ``copy()`` carries
+    ``exc.bytes_copied``: what dst received, also when a signal handler
+    raises mid-copy (``docs/design.md``, Guarantees). A file source's
     position advances by exactly the bytes copied; a ``section`` leaves it
     alone. ``buffer_size`` sizes the buffer of the user-space route, if it
     runs (default 1 MiB), as ``shutil.copyfileobj``'s ``length`` does.
@@ -265,7 +265,12 @@ def copy(
     >>> zcopy.copy(out, io.BytesIO(b"hello world"), 5), out.getvalue()
     (5, b'hello')
     """
-    return run(Job(dst, src, count, require_zero_copy, bufsize=_check_size(buffer_size)))
+    try:
+        job = Job(dst, src, count, require_zero_copy, bufsize=_check_size(buffer_size))
+    except BaseException as exc:  # bad input, or a signal handler that raised: nothing moved
+        with_count(exc, 0)
+        raise
+    return run(job)
 
 
 def run(job: Job) -> int:

@@ -7,6 +7,7 @@ import os
 import struct
 import termios
 import threading
+from itertools import chain
 
 _WANT = 1 << 20
 _MAX_IDLE = 16
@@ -21,10 +22,20 @@ def _max_size() -> int:
 
 
 class Pipe:
-    __slots__ = ("r", "size", "w")
+    """A pipe for splice; ``fds`` is the truth about which of its fds are open.
+
+    A signal handler that raises right after ``pipe2()`` returned, or while a
+    route holds the pipe in a local, cannot leak its fds: they are stored from
+    C (as in ``_transfer``) and a pipe nobody references closes itself.
+    """
+
+    __slots__ = ("fds", "r", "size", "w")
 
     def __init__(self) -> None:
-        self.r, self.w = os.pipe2(os.O_CLOEXEC)
+        self.r = self.w = -1
+        self.fds: list[int] = []
+        self.fds.extend(chain.from_iterable(map(os.pipe2, (os.O_CLOEXEC,))))
+        self.r, self.w = self.fds
         try:
             # Past the per-user pipe budget (pipe-user-pages-soft) this fails or
             # the kernel hands out a single page; F_GETPIPE_SZ tells the truth.
@@ -34,12 +45,19 @@ class Pipe:
         self.size = fcntl.fcntl(self.w, fcntl.F_GETPIPE_SZ)
 
     def close(self) -> None:
-        for fd in (self.r, self.w):
+        # Forget the fds first: an interrupted close may leak one, never close it twice
+        # (by then its number may belong to another file).
+        fds, self.fds = self.fds, []
+        self.r = self.w = -1
+        for fd in fds:
             try:
                 os.close(fd)
             except OSError:
                 pass
-        self.r = self.w = -1
+
+    def __del__(self) -> None:
+        if getattr(self, "fds", None):  # unset if __init__ itself was cut short
+            self.close()
 
 
 _TARGET = _max_size()
