@@ -108,7 +108,6 @@ class Conn:
         "task",
         "timed_out",
         "turn_due",
-        "waited",
         "waiter",
     )
 
@@ -126,7 +125,6 @@ class Conn:
         self.limits = limits
         self.reading = False  # our reader callback is registered with the loop
         self.waiter: asyncio.Future[None] | None = None
-        self.waited = False  # the last recv had to wait for the network
         self.turn_due = False  # a request was answered since this task last yielded
         self.host = host
         self.reader = reader if reader is not None else RequestReader()
@@ -228,7 +226,6 @@ class Conn:
         Unlike ``loop.sock_recv``, the reader stays registered between
         requests, so a keep-alive connection costs no epoll_ctl per request.
         """
-        self.waited = False
         while True:
             try:
                 return self.sock.recv(RECV_SIZE)
@@ -238,7 +235,6 @@ class Conn:
                 self.loop.add_reader(self.fd, self._readable)
                 self.reading = True
             self.waiter = self.loop.create_future()
-            self.waited = True
             self.turn_due = False  # waiting for the network gave the others a turn
             try:
                 await self.waiter

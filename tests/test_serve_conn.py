@@ -1,0 +1,196 @@
+"""The connection engine: deadlines that bytes never extend, turns, the request cap, linger."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from zcopy.serve.conn import BODY, BUSY, HEAD, IDLE, LINGER, Conn, Timeouts, sweep
+from zcopy.serve.parser import Request
+
+LIMITS = Timeouts(header=10, keepalive=15, body=60, send=30, linger=2, max_requests=3)
+
+
+def with_conn(body: Callable[[Conn, socket.socket], Awaitable[None]]) -> None:
+    """Run ``body(conn, peer)`` on a socketpair inside an event loop."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    async def main() -> None:
+        conn = Conn(a, "local", asyncio.get_running_loop(), LIMITS)
+        try:
+            await body(conn, b)
+        finally:
+            conn.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        b.close()
+
+
+def left(conn: Conn) -> float:
+    return round(conn.deadline - conn.loop.time())
+
+
+def test_header_deadline_runs_from_accept_and_bytes_never_move_it() -> None:
+    async def body(conn: Conn, peer: socket.socket) -> None:
+        assert (conn.state, left(conn)) == (HEAD, 10)
+        first = conn.deadline
+        for chunk in (b"\r\n", b"GET / HT", b"TP/1.1\r\nX: 1\r\n"):
+            peer.send(chunk)
+            conn.reader.feed(await conn.recv())
+            conn.received()
+            assert (conn.state, conn.deadline) == (HEAD, first)
+
+    with_conn(body)
+
+
+def test_first_byte_after_keep_alive_starts_the_header_clock_once() -> None:
+    async def body(conn: Conn, peer: socket.socket) -> None:
+        conn.responding()
+        conn.responded()
+        assert (conn.state, left(conn)) == (IDLE, 15)
+        peer.send(b"\r\n")
+        conn.reader.feed(await conn.recv())
+        conn.received()
+        assert (conn.state, left(conn)) == (HEAD, 10)
+        started = conn.deadline
+        await asyncio.sleep(0.05)
+        peer.send(b"\r\n")
+        conn.reader.feed(await conn.recv())
+        conn.received()
+        assert conn.deadline == started  # an empty line does not restart it
+
+    with_conn(body)
+
+
+def test_body_gets_its_own_total_deadline() -> None:
+    async def body(conn: Conn, peer: socket.socket) -> None:
+        peer.send(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nab")
+        conn.reader.feed(await conn.recv())
+        conn.received()
+        assert (conn.state, left(conn)) == (BODY, 60)
+        started = conn.deadline
+        peer.send(b"c")
+        conn.reader.feed(await conn.recv())
+        conn.received()
+        assert conn.deadline == started
+        conn.responding()
+        conn.responded()  # a pipelined body still pending after a response: its own clock
+        assert (conn.state, left(conn)) == (BODY, 60)
+
+    with_conn(body)
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [(HEAD, "header timeout"), (IDLE, "idle"), (BODY, "request body timeout"), (LINGER, "linger")],
+)
+def test_expired_names_the_deadline(state: int, reason: str) -> None:
+    async def body(conn: Conn, peer: socket.socket) -> None:
+        conn.state, conn.deadline = state, 100.0
+        assert conn.expired(99.0) == ""
+        assert conn.expired(101.0) == reason
+
+    with_conn(body)
+
+
+def test_a_response_that_progresses_is_not_stalled() -> None:
+    async def body(conn: Conn, peer: socket.socket) -> None:
+        conn.responding()
+        now = conn.loop.time()
+        conn.sent += 1000
+        assert conn.expired(now + 31) == ""  # progress: a fresh send period
+        assert conn.expired(now + 50) == ""
+        assert conn.expired(now + 62) == "send stalled for 30s"
+        assert conn.state == BUSY
+
+    with_conn(body)
+
+
+def test_sweep_cancels_only_expired_connections() -> None:
+    async def body(conn: Conn, peer: socket.socket) -> None:
+        conn.task = asyncio.get_running_loop().create_task(asyncio.sleep(10))
+        sweep([conn], conn.loop.time())
+        assert not conn.task.cancelling() and conn.timed_out == ""
+        sweep([conn], conn.deadline + 1)
+        assert conn.task.cancelling() and conn.timed_out == "header timeout"
+        with pytest.raises(asyncio.CancelledError):
+            await conn.task
+
+    with_conn(body)
+
+
+def test_request_cap_closes_the_last_one() -> None:
+    async def body(conn: Conn, peer: socket.socket) -> None:
+        reqs = [Request() for _ in range(3)]
+        for req in reqs:
+            conn.count_request(req)
+        assert [r.keep_alive for r in reqs] == [True, True, False]
+
+    with_conn(body)
+
+
+def test_take_turn_yields_between_requests_that_never_waited() -> None:
+    async def body(conn: Conn, peer: socket.socket) -> None:
+        ticks = 0
+
+        async def other() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.get_running_loop().create_task(other())
+        await asyncio.sleep(0)
+        start = ticks
+        for _ in range(10):
+            await conn.take_turn()  # ten requests answered back to back
+        assert ticks - start == 9  # the first needs no turn: the task had just been scheduled
+        peer.send(b"x")
+        await asyncio.sleep(0)
+        before = ticks
+        await conn.recv()  # data waiting: no wait, so the next request still owes a turn
+        await conn.take_turn()
+        assert ticks > before
+        task.cancel()
+
+    with_conn(body)
+
+
+def test_linger_sends_fin_and_drains_until_the_peer_closes() -> None:
+    async def body(conn: Conn, peer: socket.socket) -> None:
+        peer.send(b"GET /next HTTP/1.1\r\n")  # unread input: a plain close would reset
+        lingering = asyncio.get_running_loop().create_task(conn.linger())
+        await asyncio.sleep(0.01)
+        assert conn.state == LINGER and peer.recv(10) == b""  # our FIN came first
+        peer.send(b"more")
+        await asyncio.sleep(0.01)
+        assert not lingering.done()
+        peer.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(lingering, 2)
+
+    with_conn(body)
+
+
+def test_linger_zero_closes_at_once() -> None:
+    a, b = socket.socketpair()
+
+    async def main() -> None:
+        conn = Conn(a, "local", asyncio.get_running_loop(), Timeouts(linger=0))
+        await conn.linger()
+        assert conn.state == HEAD  # nothing done
+        conn.close()
+
+    asyncio.run(main())
+    b.close()
+
+
+def test_sweep_interval_follows_the_shortest_timeout() -> None:
+    assert Timeouts().sweep_interval == 1.0
+    assert Timeouts(header=1, body=1).sweep_interval == 0.5
+    assert Timeouts(send=0.01).sweep_interval == 0.05
