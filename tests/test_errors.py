@@ -284,21 +284,7 @@ def test_tcp_peer_closes_mid_copy(big_file: Path, src_kind: str) -> None:
     a, b = _slow_pair()  # small buffers: the copy cannot finish early
     with contextlib.ExitStack() as stack:
         stack.enter_context(a)
-        if src_kind == "file":
-            src: object = stack.enter_context(open(big_file, "rb"))
-        elif src_kind == "bytes":
-            src = big_file.read_bytes()
-        elif src_kind == "read-only":
-            src = _ReadOnly(io.BytesIO(big_file.read_bytes()))
-        else:
-            feed_a, feed_b = tcp_pair()
-            stack.enter_context(feed_a)
-            stack.enter_context(feed_b)
-            feeder = threading.Thread(target=_sendall_quietly, args=(feed_b, BIG), daemon=True)
-            feeder.start()
-            stack.callback(feeder.join, 30)
-            stack.callback(feed_a.close)  # unblocks the feeder before it is joined
-            src = feed_a
+        src = _big_source(src_kind, big_file, stack)
         reader = _close_after(b, 100_000)
         with pytest.raises(OSError) as info:
             zcopy.copy(a, src)
@@ -306,10 +292,22 @@ def test_tcp_peer_closes_mid_copy(big_file: Path, src_kind: str) -> None:
         _assert_peer_gone(info, BIG)
 
 
-def _sendall_quietly(sock: socket.socket, n: int) -> None:
-    with contextlib.suppress(OSError):
-        sock.sendall(os.urandom(n))
-        sock.shutdown(socket.SHUT_WR)
+def _big_source(kind: str, big_file: Path, stack: contextlib.ExitStack) -> object:
+    """BIG bytes as a ``kind`` source whose ends ``stack`` closes (a feeder thread for tcp)."""
+    if kind == "file":
+        return stack.enter_context(open(big_file, "rb"))
+    if kind == "bytes":
+        return big_file.read_bytes()
+    if kind == "read-only":
+        return _ReadOnly(io.BytesIO(big_file.read_bytes()))
+    assert kind == "tcp", kind
+    src, feed = tcp_pair()
+    stack.enter_context(src)
+    stack.enter_context(feed)
+    feeder = start_feeding(feed, os.urandom(BIG))
+    stack.callback(feeder.join, 30)
+    stack.callback(src.close)  # unblocks the feeder before it is joined
+    return src
 
 
 class _ReadOnly:
@@ -504,25 +502,13 @@ def test_timeout_when_peer_never_reads(big_file: Path, src_kind: str) -> None:
     with contextlib.ExitStack() as stack:
         stack.enter_context(a)
         stack.enter_context(b)
-        if src_kind == "file":
-            src: object = stack.enter_context(open(big_file, "rb"))
-        elif src_kind == "bytes":
-            src = big_file.read_bytes()
-        else:
-            c, d = tcp_pair()
-            stack.enter_context(c)
-            stack.enter_context(d)
-            feeder = threading.Thread(target=_sendall_quietly, args=(d, BIG), daemon=True)
-            feeder.start()
-            stack.callback(feeder.join, 30)
-            stack.callback(c.close)
-            src = c
+        src = _big_source(src_kind, big_file, stack)
         with pytest.raises(TimeoutError) as info:
             zcopy.copy(a, src)
-        copied = info.value.bytes_copied  # type: ignore[attr-defined]
+        copied: int = getattr(info.value, "bytes_copied")  # noqa: B009
         assert 0 < copied < BIG
-        if src_kind == "file":
-            assert src.tell() == copied  # type: ignore[attr-defined]
+        if isinstance(src, io.BufferedReader):
+            assert src.tell() == copied
         # What the peer can still read is exactly what was reported.
         a.shutdown(socket.SHUT_WR)
         drain = Drain(b)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SRC, Drain
+from conftest import SRC, Drain, require_strace
 
 from zcopy.tools import strace
 
@@ -417,8 +417,7 @@ def test_workers_share_the_port(echo: EchoServer) -> None:
 def test_strace_payload_goes_by_splice_only(
     echo: EchoServer, tmp_path: Path, mode: tuple[str, ...]
 ) -> None:
-    if not strace.available():
-        pytest.skip("strace is missing or not permitted here")
+    require_strace()
     out = tmp_path / "proxy.strace"
     proxy = Proxy(echo.port, extra=mode, prefix=strace.command(str(out)))
     try:

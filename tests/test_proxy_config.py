@@ -20,7 +20,7 @@ from zcopy.proxy.upstreams import RoundRobin
         ("example.org:65535", ("example.org", 65535)),
     ],
 )
-def test_parse_address_round_trips(text, want):
+def test_parse_address_round_trips(text: str, want: tuple[str, int]) -> None:
     assert parse_address(text) == want
     assert parse_address(format_address(want)) == want
 
@@ -35,7 +35,7 @@ def test_parse_address_round_trips(text, want):
         ("::1:80", "brackets"),
     ],
 )
-def test_parse_address_says_what_is_wrong(text, why):
+def test_parse_address_says_what_is_wrong(text: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         parse_address(text)
 
@@ -46,7 +46,7 @@ def _parse(*argv: str) -> argparse.Namespace:
     return p.parse_args(list(argv))
 
 
-def test_options_become_a_config():
+def test_options_become_a_config() -> None:
     c = from_args(_parse(
         "--listen", "127.0.0.1:0", "--upstream", "a:1", "--upstream", "b:2", "--no-splice",
         "--max-connections", "7", "--connect-timeout", "1.5", "--idle-timeout", "0",
@@ -67,13 +67,13 @@ def test_options_become_a_config():
         ("--listen", ":0", "--upstream", "a:1", "--idle-timeout", "-1"),
     ],
 )
-def test_bad_options_are_refused(argv, capsys):
+def test_bad_options_are_refused(argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         _parse(*argv)
     assert "error" in capsys.readouterr().err
 
 
-def test_round_robin_turns_and_falls_back_to_the_others():
+def test_round_robin_turns_and_falls_back_to_the_others() -> None:
     rr = RoundRobin([("a", 1), ("b", 2), ("c", 3)])
     orders = [[h for h, _ in rr.attempt_order()] for _ in range(4)]
     assert orders == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
@@ -81,7 +81,7 @@ def test_round_robin_turns_and_falls_back_to_the_others():
         RoundRobin([])
 
 
-def test_stats_report_counts_and_json_line():
+def test_stats_report_counts_and_json_line() -> None:
     s = ProxyStats()
     for _ in range(3):
         s.opened()

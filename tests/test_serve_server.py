@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import require_strace
 from serve_util import Response, ServeProc, get, raw_request, read_response, wait_for
 
 BIG = 48 * 1024 * 1024
@@ -552,8 +553,7 @@ def test_strace_bodies_use_sendfile_and_never_read_the_file(tmp_path: Path) -> N
     """Full, ranged and multi-range bodies: sendfile from the right offsets, no file reads."""
     from zcopy.tools import strace
 
-    if not strace.available():
-        pytest.skip("strace is missing or not permitted here")
+    require_strace()
     for name in ("full.bin", "ranged.bin", "multi.bin"):
         (tmp_path / name).write_bytes(os.urandom(300_000))
     out = tmp_path / "strace.out"

@@ -1,156 +1,41 @@
 """CPU from the kernel's accounting, and the arithmetic that turns it into the seed's figures.
 
-The measured process is sampled from outside through ``/proc/PID/stat``
-(utime and stime of the whole thread group, in clock ticks) while it is idle
+The measured process is sampled from outside (``zcopy.tools._proc.cpu_of``:
+ticks from ``/proc/PID/stat``, run time from ``schedstat``) while it is idle
 before the first transfer and idle after the last: the difference is the CPU
-of the transfers and nothing else. The rest of this module is pure.
+of the transfers and nothing else. This module is the arithmetic, and pure.
 """
 
 from __future__ import annotations
 
-import os
-import statistics
-from collections.abc import Sequence
 from dataclasses import dataclass
+
+# The kernel's accounting is read by the tools' one toolkit; these names stay importable
+# from here, where the bench's arithmetic uses them.
+from zcopy.tools._proc import (
+    TICK,
+    Cpu,
+    CpuTimes,
+    cpu_of,
+    cpu_times_of,
+    faults_of,
+    median,
+    parse_cpu_times,
+    parse_faults,
+    parse_schedstat,
+    parse_stat,
+    run_time_of,
+    spread,
+)
+
+__all__ = [
+    "GIB", "MIB", "TICK", "Cpu", "CpuTimes", "Figures", "cpu_of", "cpu_times_of", "faults_of",
+    "figures", "median", "others_share", "parse_cpu_times", "parse_faults", "parse_schedstat",
+    "parse_stat", "ratio", "run_time_of", "spread",
+]
 
 MIB = 1 << 20
 GIB = 1 << 30
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-@dataclass(frozen=True, slots=True)
-class Cpu:
-    """User and system CPU seconds (clock ticks), and the run time in nanoseconds' precision.
-
-    ``run`` is the sum of the threads' ``sum_exec_runtime`` from
-    ``/proc/PID/task/*/schedstat``: the same CPU time the kernel scales utime
-    and stime from, without their 10 ms granularity. ``None`` when unknown.
-    """
-
-    user: float
-    sys: float
-    run: float | None = None
-
-    def __sub__(self, other: Cpu) -> Cpu:
-        run = None
-        if self.run is not None and other.run is not None and self.run >= other.run:
-            run = self.run - other.run  # a thread that exited in between would make it shrink
-        return Cpu(self.user - other.user, self.sys - other.sys, run)
-
-    @property
-    def resolution(self) -> float:
-        """Seconds this difference can be off by: a tick without schedstat, a microsecond with.
-
-        >>> Cpu(0.25, 0.5).resolution == 1 / TICK, Cpu(0.0, 0.0, 0.004).resolution
-        (True, 1e-06)
-        """
-        return 1e-6 if self.run is not None else 1 / TICK
-
-    @property
-    def total(self) -> float:
-        """CPU seconds: the precise run time when known, else user plus system ticks.
-
-        >>> Cpu(0.25, 0.5).total, Cpu(0.0, 0.0, 0.004).total
-        (0.75, 0.004)
-        """
-        return self.run if self.run is not None else self.user + self.sys
-
-
-def parse_stat(text: str, tick: int = TICK) -> Cpu:
-    """utime and stime from the text of ``/proc/PID/stat`` (the command may hold spaces).
-
-    >>> parse_stat("42 (a b) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20", tick=100)
-    Cpu(user=1.5, sys=0.25, run=None)
-    """
-    fields = text[text.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return Cpu(int(fields[11]) / tick, int(fields[12]) / tick)
-
-
-def parse_faults(text: str) -> int:
-    """Page faults (minor + major) from the text of ``/proc/PID/stat``.
-
-    An mmap sender reads the file by faulting its pages in, which strace cannot
-    see; this count can.
-
-    >>> parse_faults("42 (a b) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20")
-    16
-    """
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[7]) + int(fields[9])  # minflt (field 10), majflt (field 12)
-
-
-def faults_of(pid: int) -> int:
-    """Page faults a live process has taken so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        return parse_faults(f.read())
-
-
-def parse_schedstat(text: str) -> float:
-    """Run time in seconds from the text of ``/proc/PID/task/TID/schedstat`` (ns first).
-
-    >>> parse_schedstat("1500000000 20000 7")
-    1.5
-    """
-    return int(text.split()[0]) / 1e9
-
-
-def run_time_of(pid: int) -> float | None:
-    """Nanosecond-precise CPU run time of all the live threads of a process."""
-    total = 0.0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    total += parse_schedstat(f.read())
-            except FileNotFoundError:  # the thread ended while we looked
-                continue
-    except OSError:  # no schedstat (CONFIG_SCHEDSTATS off) or no such process
-        return None
-    return total
-
-
-def cpu_of(pid: int) -> Cpu:
-    """The CPU a live process has used so far, as the kernel accounts it."""
-    with open(f"/proc/{pid}/stat") as f:
-        ticks = parse_stat(f.read())
-    return Cpu(ticks.user, ticks.sys, run_time_of(pid))
-
-
-@dataclass(frozen=True, slots=True)
-class CpuTimes:
-    """One CPU's busy and softirq seconds so far, from ``/proc/stat`` (clock ticks)."""
-
-    busy: float
-    softirq: float
-
-    def __sub__(self, other: CpuTimes) -> CpuTimes:
-        return CpuTimes(self.busy - other.busy, self.softirq - other.softirq)
-
-
-def parse_cpu_times(proc_stat: str, cpu: int, tick: int = TICK) -> CpuTimes:
-    """Busy (all but idle and iowait) and softirq seconds of CPU ``cpu`` from ``/proc/stat``.
-
-    On loopback the receiver's TCP work runs as softirq on the sender's CPU;
-    without ``CONFIG_IRQ_TIME_ACCOUNTING`` the kernel charges it to whatever
-    task was running there, i.e. to the server's sys time. This says how much.
-
-    >>> parse_cpu_times("cpu0 100 0 50 900 5 0 25 0 0 0\\n", 0, tick=100)
-    CpuTimes(busy=1.75, softirq=0.25)
-    """
-    prefix = f"cpu{cpu} "
-    for line in proc_stat.splitlines():
-        if line.startswith(prefix):
-            # user nice system idle iowait irq softirq steal (guest time is inside user)
-            v = [int(x) for x in line.split()[1:9]]
-            return CpuTimes((v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / tick, v[6] / tick)
-    raise ValueError(f"no cpu{cpu} line in /proc/stat")
-
-
-def cpu_times_of(cpu: int) -> CpuTimes:
-    """Busy and softirq seconds of one CPU so far (see ``parse_cpu_times``)."""
-    with open("/proc/stat") as f:
-        return parse_cpu_times(f.read(), cpu)
 
 
 def others_share(core: CpuTimes, server: Cpu, window_s: float) -> float | None:
@@ -223,33 +108,6 @@ def figures(cpu: Cpu, moved: int, wall_s: float, softirq_s: float | None = None,
         ex_softirq_resolution_ms_per_gib=own_res,
         others_share=others,
     )
-
-
-def median(values: Sequence[float | None]) -> float | None:
-    """The median of the values that exist (``None`` when none do).
-
-    >>> median([3.0, 1.0, 2.0]), median([None, 4.0]), median([])
-    (2.0, 4.0, None)
-    """
-    present = [v for v in values if v is not None]
-    return float(statistics.median(present)) if present else None
-
-
-def spread(values: Sequence[float | None]) -> dict[str, float] | None:
-    """Min, max and the range relative to the median, for ``--repeat``.
-
-    >>> spread([10.0, 12.0, 11.0])
-    {'min': 10.0, 'max': 12.0, 'rel': 0.1818}
-    >>> spread([None]) is None
-    True
-    """
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    mid = statistics.median(present)
-    lo, hi = min(present), max(present)
-    rel = (hi - lo) / mid if mid else 0.0
-    return {"min": round(lo, 4), "max": round(hi, 4), "rel": round(rel, 4)}
 
 
 def ratio(value: float | None, base: float | None) -> float | None:
