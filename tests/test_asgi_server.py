@@ -298,6 +298,26 @@ def test_disconnect_reaches_an_app_waiting_on_receive(raw_server: ServeProc, roo
     wait_for(lambda: "saw http.disconnect" in events.read_text(), what="http.disconnect")
 
 
+def test_a_trickled_body_gets_no_more_than_the_body_timeout(root: Path) -> None:
+    """One byte every 0.2 s never extends the body deadline; the app hears the disconnect."""
+    with start(root, "asgi_apps:app", "--body-timeout", "1") as proc, proc.connect() as s:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n")
+        began = time.monotonic()
+        closed = False
+        while time.monotonic() - began < 6 and not closed:
+            try:
+                s.sendall(b"x")
+                s.settimeout(0.2)
+                closed = s.recv(4096) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+        took = time.monotonic() - began
+        assert closed and took < 4, f"still open after {took:.1f}s of trickling"
+    assert "upload ended: ClientDisconnect" in (root / "events.log").read_text()
+
+
 def test_websocket_is_refused_with_a_handshake_rejection(server: ServeProc) -> None:
     with server.connect() as s:
         s.sendall(

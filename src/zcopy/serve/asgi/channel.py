@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import zcopy
 
 from ..conn import BODY, BUSY, Conn
+from ..log import error
 from ..server import _TCP_CORK, CORK_MIN
 from . import response
 from .reader import AsgiRequest
@@ -123,10 +124,16 @@ class Exchange:
         assert loop is not None
         if not self.body_deadline:  # one total deadline per body: trickling never extends it
             self.body_deadline = loop.time() + self.server.limits.body
-        conn.state, conn.deadline = BODY, self.body_deadline
+        # Our own timeout tells the app (http.disconnect); the sweeper, a little later, is
+        # only the backstop that would cancel the app instead.
+        conn.state, conn.deadline = BODY, self.body_deadline + 1.0
         try:
-            data = await conn.recv()
-        except (ConnectionError, TimeoutError):
+            async with asyncio.timeout_at(self.body_deadline):
+                data = await conn.recv()
+        except TimeoutError:
+            error(f"{conn.host}: request body timeout ({self.server.limits.body:g}s)")
+            return False
+        except ConnectionError:
             return False
         finally:
             conn.state, conn.seen, conn.deadline = BUSY, conn.sent, _NEVER
