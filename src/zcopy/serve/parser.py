@@ -211,6 +211,7 @@ class RequestReader:
                 if k == "host":
                     self._fail(400)  # RFC 9112 §3.2: exactly one Host
                 self._repeated = True
+                return  # a repeated Range is dropped: no need to join it
             if k == "host":
                 self._hosts += 1
                 if not valid_host(v.strip(" \t")):
