@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
 from pathlib import Path
 
 from zcopy.serve.log import AccessLog, clf_time, combined_line
@@ -38,7 +40,53 @@ def test_access_log_stream_and_off() -> None:
     out = io.StringIO()
     log = AccessLog(None, stream=out)
     log.write("h", "HEAD / HTTP/1.1", 200, 0, None, None)
+    assert out.getvalue() == ""  # buffered: the server flushes once a second
+    log.flush()
     assert '"HEAD / HTTP/1.1" 200 -' in out.getvalue()
     off = AccessLog(None)
     off.write("h", "x", 200, 0, None, None)  # no-op
     off.close()
+
+
+def test_batches_are_whole_lines_and_one_write_each(tmp_path: Path) -> None:
+    """Workers append to one file: a batch is one write() of whole lines, never a split one."""
+    path = tmp_path / "access.log"
+    logs = [AccessLog(str(path)) for _ in range(4)]
+
+    def hammer(log: AccessLog, n: int) -> None:
+        for i in range(3000):
+            log.write(f"10.0.0.{n}", f"GET /{'x' * (i % 300)} HTTP/1.1", 200, i, None, "ua")
+        log.close()
+
+    threads = [threading.Thread(target=hammer, args=(log, n)) for n, log in enumerate(logs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4 * 3000
+    assert all(ln.startswith("10.0.0.") and ln.endswith('"-" "ua"') for ln in lines)
+
+
+def test_a_failing_log_turns_itself_off(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    os.close(r)  # nobody will read: EPIPE
+    saved = os.dup(1)
+    os.dup2(w, 1)
+    try:
+        log = AccessLog("-")
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(w)
+    import signal
+
+    old = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        log.write("h", "GET / HTTP/1.1", 200, 1, None, None)
+        log.flush()  # no exception: logged once, then off
+        assert not log.enabled
+        log.write("h", "GET / HTTP/1.1", 200, 1, None, None)
+    finally:
+        signal.signal(signal.SIGPIPE, old)
+        log.close()

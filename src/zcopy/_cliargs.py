@@ -24,6 +24,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535.
+
+    >>> port_number("8000")
+    8000
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: port must be 0-65535")
+    return value
+
+
 def seconds(text: str) -> float:
     """A duration in seconds, >= 0.
 

@@ -52,7 +52,7 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler ``setup()`` installed, so a second call replaces it."""
 
 
-def setup(name: str, stream: TextIO | None = None) -> logging.Logger:
+def setup(name: str, stream: TextIO | None = None, logger_name: str = "zcopy") -> logging.Logger:
     """Send the ``zcopy`` logger's INFO and above to ``stream`` (stderr) in the one format.
 
     Calling it again (another subcommand in the same process, a test) replaces the
@@ -60,11 +60,11 @@ def setup(name: str, stream: TextIO | None = None) -> logging.Logger:
 
     >>> import io
     >>> out = io.StringIO()
-    >>> setup("zcopy demo", out).getChild("proxy").info("listening")
+    >>> setup("zcopy demo", out, "zcopy-doctest").getChild("proxy").info("listening")
     >>> out.getvalue().rstrip().endswith("]: listening") and " zcopy demo[" in out.getvalue()
     True
     """
-    logger = logging.getLogger("zcopy")
+    logger = logging.getLogger(logger_name)
     for old in [h for h in logger.handlers if isinstance(h, _Handler)]:
         logger.removeHandler(old)
     handler = _Handler(sys.stderr if stream is None else stream)

@@ -4,7 +4,10 @@ Usage mirrors ``python -m http.server``::
 
     zcopy serve [DIR] [--port 8000] [--bind ADDR] [--workers N]
 
-See docs/serve.md for the features, limits and the range-abuse cap.
+See docs/serve.md for the features, limits and the range-abuse cap. This module
+imports nothing heavy: the server (and httptools) is imported by ``run()``, so
+``import zcopy.serve.plan`` from elsewhere stays light. The daemon side (listen,
+workers, signals, log format) is ``zcopy.daemon``'s.
 
 >>> import argparse
 >>> p = argparse.ArgumentParser(); add_arguments(p)
@@ -16,11 +19,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .._cliargs import positive_int, seconds
-from .server import Config, listen, run_server
-from .workers import run_workers
+from .. import daemon
+from .._cliargs import port_number, positive_int, seconds
+from .log import NAME, STDERR, AccessLog
+
+if TYPE_CHECKING:
+    from .server import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     1
     """
     parser.add_argument("directory", nargs="?", default=".", help="directory to serve (default .)")
-    parser.add_argument("--port", "-p", type=int, default=8000, help="TCP port (0: any free one)")
+    parser.add_argument(
+        "--port", "-p", type=port_number, default=8000, help="TCP port (0: any free one)"
+    )
     parser.add_argument("--bind", "-b", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--workers", "-w", type=positive_int, default=1,
-        help="processes sharing the port (SO_REUSEPORT)",
+        help="processes sharing one listening socket, supervised (a dead one is replaced)",
     )
     parser.add_argument("--no-listing", action="store_true", help="no directory listings (403)")
     parser.add_argument(
@@ -51,9 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="expose /_zcopy/stats and print per-route byte counts on SIGUSR1 and at exit",
     )
-    parser.add_argument(
-        "--access-log", metavar="FILE", default=None,
-        help="Combined Log Format access log ('-' for stdout; default: none)",
+    access = parser.add_mutually_exclusive_group()
+    access.add_argument(
+        "--access-log", metavar="FILE", default=STDERR,
+        help="one Combined Log Format line per request, appended to FILE ('-': stdout)",
+    )
+    access.add_argument(
+        "--no-access-log", action="store_true", help="no access log (default: on, to stderr)"
     )
     parser.add_argument(
         "--header-timeout", type=seconds, default=10.0, metavar="SECONDS",
@@ -117,6 +132,8 @@ def config_from(args: argparse.Namespace) -> Config:
     >>> config_from(p.parse_args(["/", "--no-listing"])).listing
     False
     """
+    from .server import Config
+
     return Config(
         root=os.path.realpath(args.directory),
         listing=not args.no_listing,
@@ -129,7 +146,7 @@ def config_from(args: argparse.Namespace) -> Config:
         send_timeout=args.send_timeout,
         shutdown_timeout=args.shutdown_timeout,
         max_connections=args.max_connections,
-        access_log=args.access_log,
+        access_log=None if args.no_access_log else args.access_log,
         body_timeout=args.body_timeout,
         linger_timeout=args.linger_timeout,
         max_requests=args.max_requests,
@@ -139,32 +156,61 @@ def config_from(args: argparse.Namespace) -> Config:
 def run(args: argparse.Namespace) -> int:
     """Run the server until SIGTERM/SIGINT; return the exit status.
 
-    For example (it serves until stopped, so it is not a doctest)::
+    Startup errors are one line on stderr and status 2 (usage) or 1 (a port in
+    use, an access log that cannot be opened), never a traceback:
 
-        run(zcopy.cli.build_parser().parse_args(["serve", "/srv/www", "--port", "8000"]))
+    >>> p = argparse.ArgumentParser(); add_arguments(p)
+    >>> run(p.parse_args(["/nonexistent/dir"]))
+    2
     """
     config = config_from(args)
     if getattr(args, "app", None):
         from .asgi import run as run_app
 
         return run_app(args, config)
+    try:
+        listener = _prepare(args, config)
+    except daemon.StartupError as exc:
+        daemon.startup_failed(NAME, str(exc))
+        return exc.status
+    daemon.setup_log(NAME)
+    from .server import Server
+
+    def worker_main(sock: socket.socket, ready: Callable[[], object]) -> int:
+        import asyncio
+
+        asyncio.run(Server(config, sock, ready).serve())
+        return 0
+
+    with listener:
+        return daemon.run(
+            NAME, listener, worker_main, workers=args.workers, grace=config.shutdown_timeout,
+            on_ready=lambda: _announce(config, listener.getsockname(), args.workers),
+        )
+
+
+def _prepare(args: argparse.Namespace, config: Config) -> socket.socket:
+    """Check what can be checked before forking, then listen; ``StartupError`` says what failed."""
     if not os.path.isdir(config.root):
-        print(f"zcopy serve: {args.directory} is not a directory", file=sys.stderr)
-        return 2
-    if args.workers < 1:
-        print("zcopy serve: --workers must be at least 1", file=sys.stderr)
-        return 2
-    if args.workers > 1:
-        return run_workers(config, args.bind, args.port, args.workers)
-    listener = listen(args.bind, args.port)
-    run_server(config, listener, lambda: _announce(config, listener.getsockname(), 1))
-    return 0
+        raise daemon.StartupError(f"{args.directory} is not a directory", daemon.USAGE)
+    if config.access_log is not None:
+        try:  # each worker opens its own; a path that cannot be opened fails here, once
+            AccessLog(config.access_log).close()
+        except OSError as exc:
+            raise daemon.StartupError(
+                f"--access-log {config.access_log}: {(exc.strerror or str(exc)).lower()}"
+            ) from None
+    listener = daemon.listen(args.bind, args.port)
+    daemon.raise_fd_limit(config.max_connections + 1024)
+    return listener
 
 
 def _announce(config: Config, addr: tuple[str, int], workers: int) -> None:
-    host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
-    print(
-        f"zcopy serve: serving {config.root} on http://{host}:{addr[1]}/ "
-        f"(pid {os.getpid()}, {workers} worker{'s' if workers > 1 else ''})",
-        flush=True,
+    """The ready line, on stdout as ``http.server``'s (scripts read the port from it)."""
+    where = f"http://{daemon.where(addr[0], addr[1])}/"
+    daemon.say(
+        NAME,
+        f"serving {config.root} on {where} (pid {os.getpid()}, {workers} "
+        f"worker{'s' if workers > 1 else ''}); press Ctrl+C to stop",
+        sys.stdout,
     )

@@ -1,16 +1,32 @@
 """Access log in Combined Log Format, and the server's error log.
 
-The byte count in each access-log line is what the fast path itself reported:
-the server wraps its socket with ``zcopy.observe`` and sums what each
-sendfile call delivered, so a short or aborted body is logged as short.
-Lines are buffered and flushed about once a second (and at shutdown).
+One access line per request, on stderr by default (as ``http.server`` and
+uvicorn do), ``--access-log FILE`` to redirect, ``--no-access-log`` to turn it
+off. The byte count in each line is what the fast path itself reported: the
+server wraps its socket with ``zcopy.observe`` and sums what each sendfile call
+delivered, so a short or aborted body is logged as short.
+
+The hot path stays cheap: one cached timestamp string per second, lines kept
+in a list and written with one ``write()`` per batch (about once a second, at
+512 lines, and at shutdown), each batch whole lines only, so workers appending
+to one file never split each other's lines. On a terminal each line goes out at
+once. Error lines are in the one daemon log format (``zcopy.daemon.log``).
 """
 
 from __future__ import annotations
 
-import sys
+import os
+import select
+import stat
 import time
 from typing import TextIO
+
+from ..daemon.log import say
+
+STDERR = "/dev/stderr"  # the default --access-log: this process's fd 2, whatever it is
+STDOUT = "-"
+_BATCH = 512  # lines buffered before a write
+NAME = "zcopy serve"
 
 
 def clf_time(ts: float) -> str:
@@ -66,25 +82,36 @@ def _line(
 class AccessLog:
     """Buffered Combined Log Format writer; ``None`` path means no access log.
 
+    ``path`` is a file (appended to, created), ``"-"`` for stdout or ``STDERR``;
+    ``stream`` a text stream instead (tests). Opening fails with ``OSError``.
+
     >>> import io
     >>> AccessLog(None).enabled, AccessLog(None, stream=io.StringIO()).enabled
     (False, True)
     """
 
-    __slots__ = ("_owned", "_sec", "_stamp", "_stream", "enabled")
+    __slots__ = ("_chunk", "_eager", "_fd", "_lines", "_sec", "_stamp", "_stream", "enabled")
 
     def __init__(self, path: str | None, stream: TextIO | None = None) -> None:
-        self._owned = False
         self.enabled = path is not None or stream is not None
-        if stream is not None:
-            self._stream: TextIO | None = stream
-        elif path is None:
-            self._stream = None
-        elif path == "-":
-            self._stream = sys.stdout
-        else:
-            self._stream = open(path, "a", encoding="ascii", buffering=1 << 16)  # noqa: SIM115
-            self._owned = True
+        self._stream = stream
+        self._fd = -1
+        self._eager = False
+        self._chunk = 1 << 16
+        if stream is None and path is not None:
+            if path in (STDOUT, "/dev/stdout"):
+                self._fd = os.dup(1)
+            elif path == STDERR:
+                self._fd = os.dup(2)
+            else:
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                self._fd = os.open(path, flags, 0o644)
+            mode = os.fstat(self._fd).st_mode
+            if not stat.S_ISREG(mode):
+                # A pipe keeps a write whole only up to PIPE_BUF: batches that size at most.
+                self._chunk = select.PIPE_BUF
+            self._eager = os.isatty(self._fd)  # someone is watching: no delay
+        self._lines: list[str] = []
         self._sec = -1
         self._stamp = ""
 
@@ -98,34 +125,72 @@ class AccessLog:
         user_agent: str | None,
     ) -> None:
         """Buffer one line."""
-        if self._stream is None:
+        if not self.enabled:
             return
         sec = int(time.time())
         if sec != self._sec:
             self._sec, self._stamp = sec, clf_time(sec)
-        line = _line(host, self._stamp, request_line, status, nbytes, referer, user_agent)
-        self._stream.write(line + "\n")
+        self._lines.append(_line(host, self._stamp, request_line, status, nbytes, referer,
+                                 user_agent))
+        if self._eager or len(self._lines) >= _BATCH:
+            self.flush()
 
     def flush(self) -> None:
-        """Push buffered lines out."""
+        """Push buffered lines out, whole lines per write.
+
+        >>> import io; out = io.StringIO(); log = AccessLog(None, stream=out)
+        >>> log.write("h", "GET / HTTP/1.1", 200, 5, None, None); out.getvalue()
+        ''
+        >>> log.flush(); out.getvalue().count("\\n")
+        1
+        """
+        lines = self._lines
+        if not lines:
+            return
+        self._lines = []
         if self._stream is not None:
+            self._stream.write("\n".join(lines) + "\n")
+            return
+        if self._fd < 0:
+            return
+        batch: list[bytes] = []
+        size = 0
+        try:
+            for line in lines:
+                data = line.encode("utf-8", "replace") + b"\n"
+                if size + len(data) > self._chunk and batch:
+                    self._write(b"".join(batch))
+                    batch, size = [], 0
+                batch.append(data)
+                size += len(data)
+            self._write(b"".join(batch))
+        except OSError as exc:  # a full disk or a closed pipe must not stop the server
+            error(f"access log: {exc.strerror or exc}; access logging turned off")
+            self.enabled = False
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
             try:
-                self._stream.flush()
-            except (OSError, ValueError):
-                pass
+                n = os.write(self._fd, view)
+            except BlockingIOError:  # a non-blocking stderr pipe that is full
+                select.select([], [self._fd], [], 1.0)
+                continue
+            view = view[n:]
 
     def close(self) -> None:
-        """Flush, and close the file if this log opened it."""
+        """Flush, and close this log's own fd."""
         self.flush()
-        if self._owned and self._stream is not None:
-            self._stream.close()
+        self.enabled = False
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         self._stream = None
 
 
 def error(message: str) -> None:
-    """A line on the error log (stderr), flushed at once.
+    """A line on the error log (stderr) in the one daemon format, written at once.
 
-    >>> error("hello")  # to stderr, which a doctest does not compare
+    >>> error("hello")  # on stderr: 2026-12-01 22:40:01 zcopy serve[1234]: hello
     """
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    print(f"{stamp} zcopy serve: {message}", file=sys.stderr, flush=True)
+    say(NAME, message)

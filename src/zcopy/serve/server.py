@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import zcopy
 
+from ..daemon import listen  # noqa: F401  (every zcopy server listens the same way)
 from . import headers, listing
 from .conn import BODY, HEAD, IDLE, Conn, Timeouts, sweep
 from .files import Meta, MetaCache, OpenFiles, Refused, sidecar_path
@@ -509,46 +510,3 @@ class Server:
                 conn.host, req.request_line, status, nbytes, h.get("referer"), h.get("user-agent")
             )
 
-
-def listen(bind: str, port: int, *, reuse_port: bool = False, backlog: int = 1024) -> socket.socket:
-    """A listening TCP socket (IPv6 when ``bind`` has a colon).
-
-    >>> s = listen("127.0.0.1", 0); s.getsockname()[0]; s.close()
-    '127.0.0.1'
-    """
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((bind, port))
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _raise_fd_limit(want: int) -> None:
-    """Each connection needs a socket and maybe a file: lift the soft fd limit toward ``want``."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def run_server(
-    config: Config, listener: socket.socket, on_ready: Callable[[], object] | None = None
-) -> None:
-    """Serve on ``listener`` in this process until SIGTERM/SIGINT; ``on_ready`` once it can.
-
-    For example (it serves until stopped, so it is not a doctest)::
-
-        run_server(Config("/srv/www"), listen("127.0.0.1", 8000))
-    """
-    _raise_fd_limit(config.max_connections + 1024)
-    asyncio.run(Server(config, listener, on_ready).serve())
