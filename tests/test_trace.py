@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -328,8 +329,38 @@ def test_no_tracer_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_seconds_stops_a_command_that_would_run_on(strace_proof: None) -> None:
     code, out, err = finish(zcopy_trace("--json", "--seconds", "0.5", "--", "sleep", "600"), 60)
-    assert code == 0, err
+    assert code == 128 + signal.SIGINT, err  # the command's status: stopped by SIGINT
     assert json.loads(out)["verdict"] == "no-data"
+
+
+def test_exit_status_is_the_commands_unless_expect_missed(strace_proof: None) -> None:
+    # As `time` and `strace` do: zcopy trace -- CMD can stand in for CMD in a script.
+    assert finish(zcopy_trace("-o", os.devnull, "--", "sh", "-c", "exit 3"))[0] == 3
+    assert finish(zcopy_trace("-o", os.devnull, "--", "sh", "-c", "exit 0"))[0] == 0
+    killed = finish(zcopy_trace("-o", os.devnull, "--", "sh", "-c", "kill -TERM $$"))
+    assert killed[0] == 128 + signal.SIGTERM
+    # --expect keeps its own status: 1 on a miss whatever the command did...
+    code, _, err = finish(zcopy_trace("-o", os.devnull, "--expect", "fast-path", "--",
+                                      "sh", "-c", "exit 0"))
+    assert code == 1
+    # ...in the one log format: local time, program[pid]: message
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d zcopy trace\[\d+\]: "
+                     r"expected fast-path, got no-data$", err, re.M), err
+    # ...and the command's status when the verdict is the expected one.
+    code, _, _ = finish(zcopy_trace("-o", os.devnull, "--expect", "no-data", "--",
+                                    "sh", "-c", "exit 4"))
+    assert code == 4
+
+
+def test_json_stays_parseable_when_the_command_prints(strace_proof: None) -> None:
+    chatty = ["sh", "-c", "echo hello; echo '{not json'; exit 5"]
+    code, out, err = finish(zcopy_trace("--json", "--", *chatty))
+    assert code == 5
+    assert json.loads(out)["verdict"] == "no-data"  # stdout holds the JSON and nothing else
+    assert "hello\n{not json\n" in err  # the command's stdout went to stderr
+    # With -o the report goes to the file and the command keeps its stdout.
+    code, out, err = finish(zcopy_trace("--json", "-o", os.devnull, "--", *chatty))
+    assert code == 5 and out == "hello\n{not json\n", err
 
 
 RELAY = r"""

@@ -20,7 +20,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -107,6 +106,35 @@ def parse_lines(lines: Iterable[str]) -> list[Call]:
     return calls
 
 
+_EXIT = re.compile(r"^\+\+\+ (?:exited with (?P<code>\d+)|killed by (?P<sig>SIG\w+)\b.*) \+\+\+$")
+
+
+def exit_status(lines: Iterable[str]) -> int | None:
+    """The exit status of the traced command (the first process in the trace), as a shell says it.
+
+    128 + N for a command killed by signal N; ``None`` when the trace does not say.
+
+    >>> exit_status(["9 read(3</f>, ..., 5) = 5", "10 +++ exited with 0 +++",
+    ...              "9 +++ exited with 3 +++"])
+    3
+    >>> exit_status(["9 +++ killed by SIGTERM +++"]), exit_status([])
+    (143, None)
+    """
+    root = None
+    for line in lines:
+        m = _LINE.match(line.rstrip("\n"))
+        if m is None:
+            continue
+        pid = int(m["pid"])
+        root = pid if root is None else root
+        end = _EXIT.match(m["rest"]) if pid == root else None
+        if end is not None:
+            if end["code"] is not None:
+                return int(end["code"])
+            return 128 + int(getattr(signal.Signals, end["sig"], signal.SIGKILL))
+    return None
+
+
 @functools.cache
 def unavailable_reason() -> str | None:
     """Why strace cannot trace here, or None when it can; probed once per process.
@@ -158,7 +186,8 @@ def command(out_path: str, syscalls: Sequence[str] = DATA_SYSCALLS) -> list[str]
     ['-e', 'trace=read', '-o', '/tmp/out']
     """
     trace = f"trace={','.join(syscalls)}"
-    return ["strace", "-f", "-qq", "-yy", "-s", "0", "-e", trace, "-o", out_path]
+    # -q, not -qq: keep the "+++ exited with N +++" lines (the command's status, exit_status()).
+    return ["strace", "-f", "-q", "-yy", "-s", "0", "-e", trace, "-o", out_path]
 
 
 def attach_command(
@@ -232,7 +261,9 @@ def record(
 
 def announce(what: str) -> None:
     """Tell the user on stderr what is being traced, and how to stop it."""
-    print(f"zcopy trace: {what}; Ctrl-C to stop", file=sys.stderr, flush=True)
+    from ..daemon.log import say  # the one log format of zcopy's long-running commands
+
+    say("zcopy trace", f"{what}; Ctrl-C to stop")
 
 
 def _text(path: str) -> str:
