@@ -10,11 +10,8 @@ checked from outside: what the peer received, FIONREAD, stats().
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import socket
-import struct
-import termios
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +19,9 @@ from typing import Any
 
 import pytest
 from conftest import Drain, tcp_pair
+from pool_util import assert_pool_clean
 
 import zcopy
-from zcopy import _pipes
 from zcopy._copy import Job, run
 from zcopy._plan import Route
 
@@ -65,15 +62,6 @@ def copy_with(kernel: Kernel, dst: object, src: object, **kw: Any) -> int:
     return run(Job(dst, src, None, kw.pop("require_zero_copy", None), kernel=kernel, **kw))
 
 
-def unread(fd: int) -> int:
-    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
-
-
-def assert_pool_clean() -> None:
-    with _pipes._lock:
-        assert all(unread(p.r) == 0 for p in _pipes._idle), "a pooled pipe holds bytes"
-
-
 @pytest.fixture
 def src_file(tmp_path: Path) -> Path:
     path = tmp_path / "src.bin"
@@ -97,19 +85,28 @@ def feed(sock: socket.socket, data: bytes = DATA) -> threading.Thread:
 # -- splice through the pool -----------------------------------------------------------------
 
 
-def test_splice_refused_by_dst_on_first_call_salvages_the_pipe() -> None:
-    """src gave bytes into the pipe, then dst refused: they go out by write(), then user space."""
-    kernel = Kernel(splice={2: errno.EINVAL})  # call 1: src -> pipe; call 2: pipe -> dst
+def socket_to_socket(kernel: Kernel) -> bytes:
+    """Copy DATA from one TCP connection into another on ``kernel``; return what arrived."""
     src, feeder_end = tcp_pair()
     a, b = tcp_pair()
     with src, feeder_end, a, b:
         feeder = feed(feeder_end)
         drain = Drain(b)
-        zcopy.reset_stats()
-        assert copy_with(kernel, a, src) == len(DATA)
-        a.shutdown(socket.SHUT_WR)
-        assert drain.result() == DATA
-        feeder.join(30)
+        try:
+            assert copy_with(kernel, a, src) == len(DATA)
+        finally:
+            a.shutdown(socket.SHUT_WR)
+            got = drain.result()
+            src.close()
+            feeder.join(30)
+    return got
+
+
+def test_splice_refused_by_dst_on_first_call_salvages_the_pipe() -> None:
+    """src gave bytes into the pipe, then dst refused: they go out by write(), then user space."""
+    zcopy.reset_stats()
+    # call 1: src -> pipe; call 2: pipe -> dst
+    assert socket_to_socket(Kernel(splice={2: errno.EINVAL})) == DATA
     s = zcopy.stats()
     assert s.fallbacks == {"splice-refused": 1}
     assert "to dst" in s.fallback_examples["splice-refused"]
@@ -134,30 +131,13 @@ def test_splice_refused_mid_copy_raises_with_the_count() -> None:
     assert info.value.errno == errno.EINVAL
     assert info.value.bytes_copied == len(got) > 0  # type: ignore[attr-defined]
     assert got == DATA[: len(got)]
-    assert_pool_clean()
     # The pipe that held the unsent bytes was closed, not pooled: the next copy is clean.
-    c, d = tcp_pair()
-    e, f = tcp_pair()
-    with c, d, e, f:
-        d.sendall(b"clean")
-        d.shutdown(socket.SHUT_WR)
-        assert zcopy.copy(e, c) == 5
-        e.shutdown(socket.SHUT_WR)
-        assert f.recv(100) == b"clean"
+    assert_pool_clean()
 
 
 def test_splice_refused_by_src_falls_back_with_nothing_taken() -> None:
-    kernel = Kernel(splice={1: errno.EINVAL})
-    src, feeder_end = tcp_pair()
-    a, b = tcp_pair()
-    with src, feeder_end, a, b:
-        feeder = feed(feeder_end)
-        drain = Drain(b)
-        zcopy.reset_stats()
-        assert copy_with(kernel, a, src) == len(DATA)
-        a.shutdown(socket.SHUT_WR)
-        assert drain.result() == DATA
-        feeder.join(30)
+    zcopy.reset_stats()
+    assert socket_to_socket(Kernel(splice={1: errno.EINVAL})) == DATA
     assert "from src" in zcopy.stats().fallback_examples["splice-refused"]
 
 

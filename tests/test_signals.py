@@ -13,15 +13,12 @@ source's position.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import io
 import os
 import random
 import signal
 import socket
-import struct
-import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,9 +27,9 @@ from types import FrameType
 
 import pytest
 from conftest import tcp_pair
+from pool_util import assert_pool_clean
 
 import zcopy
-from zcopy import _pipes
 
 # Every test here must leave no fd behind; fallbacks are expected, not warned about.
 pytestmark = [
@@ -145,36 +142,34 @@ def attack(once: Callable[[], int]) -> None:
     assert cut >= ATTEMPTS // 3, f"only {cut} of {ATTEMPTS} copies were cut short: no proof"
 
 
-def to_socket(src_of: Callable[[], object], timeout: float | None = None,
-              blocking: bool = True) -> Callable[[], int]:
-    """One attempt: copy src into a slow TCP peer, check bytes_copied against what it got."""
+# A source for one attempt: yields (the object to copy from, where in DATA it starts),
+# and cleans up after itself (closes files, stops feeder threads).
+Source = Callable[[], contextlib.AbstractContextManager[tuple[object, int]]]
+
+
+def to_socket(source: Source, timeout: float | None = None, blocking: bool = True) -> None:
+    """Attack: copy each source into a slow TCP peer; bytes_copied is what the peer got."""
 
     def once() -> int:
         a, b = slow_pair()
-        with a, b:
+        with a, b, source() as (src, start):
             if not blocking:
                 a.setblocking(False)
             elif timeout is not None:
                 a.settimeout(timeout)
             drain = SlowPeer(b)
-            src = src_of()
             try:
                 n, cut = interrupted_copy(functools.partial(zcopy.copy, a, src))
             finally:
                 a.shutdown(socket.SHUT_WR)
                 got = drain.result()
-                if isinstance(src, io.IOBase):
-                    position = src.tell() if src.seekable() else None
-                    src.close()
-                else:
-                    position = None
             assert n == len(got), f"bytes_copied {n}, the peer received {len(got)}"
-            if position is not None:
-                assert position == START + n, f"tell() {position}, start + copied {START + n}"
-                assert got == DATA[START : START + n]
+            assert got == DATA[start : start + n]
+            if isinstance(src, io.IOBase):
+                assert src.tell() == START + n, f"tell() {src.tell()}, start + copied {START + n}"
             return cut
 
-    return once
+    attack(once)
 
 
 @pytest.fixture(scope="module")
@@ -184,114 +179,93 @@ def src_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _file_at_start(path: Path, buffering: int = -1) -> Callable[[], object]:
-    def open_it() -> object:
-        f = open(path, "rb", buffering=buffering)  # noqa: SIM115 - closed by the attempt
-        f.seek(START)
-        return f
-
-    return open_it
-
-
 @pytest.mark.parametrize(
     ("timeout", "blocking"), [(None, True), (5.0, True), (None, False)],
     ids=["blocking", "timeout", "nonblocking"],
 )
 def test_sendfile_file_to_tcp(src_path: Path, timeout: float | None, blocking: bool) -> None:
-    attack(to_socket(_file_at_start(src_path), timeout, blocking))
+    @contextlib.contextmanager
+    def file_at_start() -> Iterator[tuple[object, int]]:
+        with open(src_path, "rb") as f:
+            f.seek(START)
+            yield f, START
+
+    to_socket(file_at_start, timeout, blocking)
 
 
 def test_write_route_buffer_to_tcp() -> None:
-    def src() -> object:
+    @contextlib.contextmanager
+    def buffer_at_start() -> Iterator[tuple[object, int]]:
         b = io.BytesIO(DATA)
         b.seek(START)
-        return b
+        yield b, START
 
-    attack(to_socket(src))
+    to_socket(buffer_at_start)
+
+
+class JustReader:
+    """The user-space route's source: nothing but read()."""
+
+    def __init__(self, data: bytes) -> None:
+        self.f = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self.f.read(n)
 
 
 def test_userspace_route_to_tcp() -> None:
-    class JustReader:
-        def __init__(self) -> None:
-            self.f = io.BytesIO(DATA[START:])
-
-        def read(self, n: int = -1) -> bytes:
-            return self.f.read(n)
-
     # No position to check: what JustReader gave up but the peer did not get is
     # lost to the caller, and bytes_copied says exactly where the peer stands.
-    def once() -> int:
-        a, b = slow_pair()
-        with a, b:
-            drain = SlowPeer(b)
-            try:
-                n, cut = interrupted_copy(lambda: zcopy.copy(a, JustReader()))
-            finally:
-                a.shutdown(socket.SHUT_WR)
-                got = drain.result()
-            assert n == len(got) and got == DATA[START : START + n]
-            return cut
+    @contextlib.contextmanager
+    def reader() -> Iterator[tuple[object, int]]:
+        yield JustReader(DATA[START:]), START
 
-    attack(once)
+    to_socket(reader)
 
 
 def test_splice_socket_to_socket_through_the_pool() -> None:
-    def once() -> int:
+    @contextlib.contextmanager
+    def fed_socket() -> Iterator[tuple[object, int]]:
         src, feed = tcp_pair()
-        a, b = slow_pair()
-        with src, feed, a, b:
-            feeder = threading.Thread(target=_feed_socket, args=(feed,), daemon=True)
+        with src, feed:
+            feeder = threading.Thread(target=_feed_socket, args=(feed, DATA), daemon=True)
             feeder.start()
-            drain = SlowPeer(b)
-            try:
-                n, cut = interrupted_copy(functools.partial(zcopy.copy, a, src))
-            finally:
-                a.shutdown(socket.SHUT_WR)
-                got = drain.result()
-                src.close()  # the feeder may still be sending: let it see the reset
-                feeder.join(30)
-            assert n == len(got) and got == DATA[:n]
-            return cut
+            yield src, 0
+            src.close()  # the feeder may still be sending: let it see the reset
+            feeder.join(30)
 
-    attack(once)
+    to_socket(fed_socket)
 
 
 def test_splice_pipe_to_socket_direct() -> None:
-    def once() -> int:
+    @contextlib.contextmanager
+    def fed_pipe() -> Iterator[tuple[object, int]]:
         r, w = os.pipe()
-        a, b = slow_pair()
+        feeder = threading.Thread(target=_feed_pipe, args=(w,), daemon=True)
+        feeder.start()
         try:
-            feeder = threading.Thread(target=_feed_pipe, args=(w,), daemon=True)
-            feeder.start()
-            drain = SlowPeer(b)
-            try:
-                n, cut = interrupted_copy(functools.partial(zcopy.copy, a, r))
-            finally:
-                a.shutdown(socket.SHUT_WR)
-                got = drain.result()
-                os.close(r)  # the feeder sees EPIPE and stops
-                feeder.join(30)
-            assert n == len(got) and got == DATA[:n]
-            return cut
+            yield r, 0
         finally:
-            a.close()
-            b.close()
+            os.close(r)  # the feeder sees EPIPE and stops
+            feeder.join(30)
 
-    attack(once)
+    to_socket(fed_pipe)
 
 
-def _feed_socket(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # the copy stopped reading: a reset ends the feed
-        sock.sendall(DATA)
+def _feed_socket(sock: socket.socket, data: bytes, burst: int | None = None) -> None:
+    """Send data then EOF; in bursts 1 ms apart if asked. A reset ends the feed quietly."""
+    step = burst or len(data)
+    with contextlib.suppress(OSError):
+        for i in range(0, len(data), step):
+            sock.sendall(data[i : i + step])
+            if burst:
+                time.sleep(0.001)
         sock.shutdown(socket.SHUT_WR)
 
 
 def _feed_pipe(w: int) -> None:
-    try:
-        with open(w, "wb") as out:
-            out.write(DATA)
-    except BrokenPipeError:
-        pass
+    with contextlib.suppress(BrokenPipeError), open(w, "wb") as out:
+        out.write(DATA)
 
 
 def test_copy_file_range_file_to_file(src_path: Path, tmp_path: Path) -> None:
@@ -317,16 +291,13 @@ def test_copy_file_range_file_to_file(src_path: Path, tmp_path: Path) -> None:
     assert cut >= 1, "no copy was cut short: no proof"
 
 
-def _unread(fd: int) -> int:
-    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
-
-
 def test_pool_never_hands_out_bytes_after_interrupted_copies() -> None:
     """Issue #9's reproduction: an interrupted socket->socket copy, then an unrelated one.
 
-    The raise lands while bytes sit in the splice pipe (src is fast, dst
-    drains at once); the pool is then inspected with FIONREAD, and the next
-    copy, of b"clean", must deliver exactly b"clean", never b"SSSSS".
+    The source sends in bursts (the copy outlasts the fuse) and dst drains at
+    once, so the raise often lands while bytes sit in the splice pipe; the pool
+    is then inspected with FIONREAD, and the next copy, of b"clean", must
+    deliver exactly b"clean", never b"SSSSS".
     """
     stale = b"S" * SIZE
     cut = 0
@@ -334,7 +305,9 @@ def test_pool_never_hands_out_bytes_after_interrupted_copies() -> None:
         src, feed = tcp_pair()
         a, b = tcp_pair()
         with src, feed, a, b:
-            feeder = threading.Thread(target=_send_then_close, args=(feed, stale), daemon=True)
+            feeder = threading.Thread(
+                target=_feed_socket, args=(feed, stale, 256 * 1024), daemon=True
+            )
             feeder.start()
             drain = SlowPeer(b)
             drain.hurry.set()  # dst takes everything at once: the pipe is where bytes wait
@@ -346,25 +319,6 @@ def test_pool_never_hands_out_bytes_after_interrupted_copies() -> None:
                 src.close()
                 feeder.join(30)
             cut += hit
-        with _pipes._lock:
-            dirty = [p for p in _pipes._idle if _unread(p.r)]
-        assert not dirty, f"{len(dirty)} pooled pipe(s) still hold bytes"
-        c, d = tcp_pair()
-        e, f = tcp_pair()
-        with c, d, e, f:
-            d.sendall(b"clean")
-            d.shutdown(socket.SHUT_WR)
-            assert zcopy.copy(e, c) == 5
-            e.shutdown(socket.SHUT_WR)
-            assert f.recv(100) == b"clean" and f.recv(100) == b""
+        assert_pool_clean()
         assert n == len(got), f"bytes_copied {n}, the peer received {len(got)}"
     assert cut >= ATTEMPTS // 3, f"only {cut} of {ATTEMPTS} copies were cut short: no proof"
-
-
-def _send_then_close(sock: socket.socket, data: bytes) -> None:
-    """Send in 256 KiB bursts 1 ms apart: the copy outlasts the fuse, bursts land in the pipe."""
-    with contextlib.suppress(OSError):
-        for i in range(0, len(data), 256 * 1024):
-            sock.sendall(data[i : i + 256 * 1024])
-            time.sleep(0.001)
-        sock.shutdown(socket.SHUT_WR)
