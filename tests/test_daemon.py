@@ -55,6 +55,9 @@ def main(sock, ready):
                 conn, _ = sock.accept()
             except BlockingIOError:
                 continue
+            except OSError:  # EINVAL: the supervisor shut the listener down (stopping)
+                time.sleep(0.05)
+                continue
             conn.sendall(b"%d" % os.getpid())
             conn.close()
     return 0
@@ -226,6 +229,20 @@ def test_both_workers_serve_on_one_socket() -> None:
         assert status == 0, err
         assert re.search(r"\d\d:\d\d:\d\d zcopy demo\[\d+\]: SIGTERM: stopping 2 worker", err)
         assert all(gone(k) for k in kids)
+
+
+def test_stopping_shuts_the_shared_socket_for_every_worker() -> None:
+    with demo("stubborn", 2) as d:  # workers that ignore SIGTERM keep their copy open
+        os.kill(d.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", d.port), timeout=5).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, "still accepting while stopping"
+            time.sleep(0.02)
+        d.finish()
 
 
 def test_a_dead_worker_is_reported_and_replaced() -> None:

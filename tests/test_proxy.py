@@ -519,6 +519,31 @@ def test_workers_share_one_socket_and_each_serves(echo: EchoServer) -> None:
         assert proxy.stop() == 0
 
 
+def test_sigterm_with_workers_refuses_new_clients_and_lets_open_ones_finish(
+    echo: EchoServer,
+) -> None:
+    with running(echo.port, extra=("--workers", "2")) as proxy, proxy.connect() as c:
+        c.sendall(b"before")
+        assert c.recv(10) == b"before"
+        start = len(proxy.lines)
+        os.kill(proxy.pid, signal.SIGTERM)
+        proxy.wait_for(r"SIGTERM: stopping 2 worker", start=start)
+        deadline = time.monotonic() + 5
+        while True:  # refused by the kernel once the shared socket is shut down (0.2 s)
+            try:
+                socket.create_connection(("127.0.0.1", proxy.port), timeout=5).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, "new clients still accepted while stopping"
+            time.sleep(0.02)
+        c.sendall(b"during")  # the open one still flows
+        assert c.recv(10) == b"during"
+        c.shutdown(socket.SHUT_WR)
+        assert c.recv(10) == b""
+        assert proxy.proc.wait(20) == 0
+        assert "accept failed" not in proxy.log()
+
+
 def test_log_lines_have_one_format_with_timestamps(echo: EchoServer) -> None:
     with running(echo.port) as proxy:
         assert proxy.stop() == 0

@@ -189,6 +189,7 @@ def test_workers_log_to_one_file_and_share_one_socket(site: Path, tmp_path: Path
     lines = log.read_text().splitlines()
     assert len(lines) == 20 and all('"GET /a.txt HTTP/1.1" 200 2 ' in ln for ln in lines)
     assert "2 workers); press Ctrl+C to stop" in s.stdout()
+    assert "accept failed" not in s.stderr()  # the shared socket is shut only after they stop
 
 
 def test_a_killed_worker_is_replaced(site: Path) -> None:

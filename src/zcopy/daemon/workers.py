@@ -18,7 +18,10 @@ Policy (documented in docs/proxy.md and docs/serve.md):
   wrong with every worker: the daemon stops and exits 1.
 * On SIGTERM/SIGINT each worker gets the signal and ``grace`` seconds (plus a
   margin of ``KILL_MARGIN`` for its own clean-up) to exit; stragglers are killed
-  with SIGKILL and the exit status is 1.
+  with SIGKILL and the exit status is 1. ``CLOSE_DELAY`` after the signal (the
+  workers have stopped accepting by then) the parent shuts the listening socket
+  down for every process sharing it: new clients are refused by the kernel, as
+  with one worker, instead of waiting in a backlog nobody accepts from.
 * Each worker asks the kernel to SIGTERM it when the parent dies, even by
   SIGKILL (``PR_SET_PDEATHSIG``), so no worker outlives its supervisor.
 """
@@ -44,6 +47,7 @@ WorkerMain = Callable[[socket.socket, Callable[[], object]], object]
 _STOP = (signal.SIGTERM, signal.SIGINT)
 _WATCHED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD)
 KILL_MARGIN = 5.0  # seconds past the grace period before a worker is killed
+CLOSE_DELAY = 0.2  # seconds between forwarding SIGTERM and shutting the listener down
 READY_TIMEOUT = 60.0  # seconds for every worker to report ready
 RESTART_WINDOW = 60.0
 RESTART_LIMIT = 5
@@ -111,6 +115,7 @@ class Supervisor:
         self.status = 0
         self.deaths: collections.deque[float] = collections.deque()
         self.deadline: float | None = None
+        self.close_at: float | None = None  # when to shut the listening socket down
         self._wake = (-1, -1)
         self._ready_pipe = (-1, -1)
 
@@ -144,9 +149,10 @@ class Supervisor:
         poller.register(self._wake[0], select.POLLIN)
         poller.register(self._ready_pipe[0], select.POLLIN)
         while self.workers:
+            due = [t for t in (self.deadline, self.close_at) if t is not None]
             timeout = None
-            if self.deadline is not None:
-                timeout = max(0, int((self.deadline - time.monotonic()) * 1000) + 1)
+            if due:
+                timeout = max(0, int((min(due) - time.monotonic()) * 1000) + 1)
             poller.poll(timeout)  # retried by Python after a signal (PEP 475)
             for signum in _drain(self._wake[0]):
                 self._on_signal(signum)
@@ -157,6 +163,10 @@ class Supervisor:
                 self.deadline = None
                 if self.on_ready is not None:
                     self.on_ready()
+            if self.close_at is not None and time.monotonic() >= self.close_at:
+                self.close_at = None
+                with contextlib.suppress(OSError):  # for every process that shares it
+                    self.listener.shutdown(socket.SHUT_RDWR)
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 self._deadline_passed()
 
@@ -175,6 +185,7 @@ class Supervisor:
         if not self.stopping:
             self.stopping = True
             self.deadline = time.monotonic() + self.grace + KILL_MARGIN
+            self.close_at = time.monotonic() + CLOSE_DELAY
         self._signal_all(signum)  # again on a second signal: each server stops only once
 
     def _deadline_passed(self) -> None:

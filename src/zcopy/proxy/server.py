@@ -118,6 +118,10 @@ class Proxy:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.EBADF):
+                    # The supervisor shut the shared listener down (stopping): nothing to accept.
+                    self._pause_accept()
+                    return
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # The client waits in the backlog; retrying at once would spin.
                     log.warning("accept failed (%s): pausing accepts for %ss", exc, _FD_PAUSE)
