@@ -132,7 +132,7 @@ def servers(root: Path, tmp: Path) -> Iterator[Server | str]:
     py = sys.executable
     p = free_port()
     yield Server(ZCOPY, [py, "-m", "zcopy.serve", str(root), "--port", str(p),
-                         "--bind", "127.0.0.1", "--workers", "1"], p,
+                         "--bind", "127.0.0.1", "--workers", "1", "--no-access-log"], p,
                  note="--workers 1, no access log")
     if shutil.which("nginx"):
         p = free_port()
