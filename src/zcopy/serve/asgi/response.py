@@ -106,7 +106,9 @@ def start(
         elif key == b"server":
             own_server = True
         lines.append(b"%s: %s\r\n" % (name, value))
-    if date_block:
+    if date_block and not (own_date or own_server):
+        lines.append(date_block)  # the usual case: no need to look inside
+    elif date_block:
         for line in date_block.splitlines(keepends=True):
             if not (own_date and line.startswith(b"Date:")) and not (
                 own_server and line.startswith(b"Server:")
