@@ -232,3 +232,37 @@ def test_refusal_after_the_first_call_is_an_error(src_file: Path) -> None:
         assert f.tell() == len(got)
     assert info.value.bytes_copied == len(got) > 0  # type: ignore[attr-defined]
 
+
+
+# -- the documented chain is the one the code walks --------------------------------------------
+
+
+def documented_chains() -> dict[str, tuple[Route, ...]]:
+    """docs/design.md's chain table: first column -> the routes of its second column."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text()
+    table = text.split("## The fallback chain, as the code walks it", 1)[1].split("\n\n")[2]
+    chains = {}
+    for row in table.splitlines()[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        chains[cells[0]] = tuple(Route(r.strip(" `")) for r in cells[1].split("→"))
+    return chains
+
+
+def test_design_doc_shows_the_chain_choose_computes(src_file: Path, tmp_path: Path) -> None:
+    chains = documented_chains()
+    a, b = tcp_pair()
+    with a, b, open(src_file, "rb") as f, open(tmp_path / "out", "wb") as out:
+        r, w = os.pipe()
+        try:
+            computed = {
+                "buffer → anything": zcopy.explain(a, b"abc").routes,
+                "file → file": zcopy.explain(out, f).routes,
+                "file → socket, pipe, device": zcopy.explain(a, f).routes,
+                "socket/pipe → anything": zcopy.explain(a, r).routes,
+                "not Linux, opaque end, `O_APPEND` sink, `relay(splice=False)`":
+                    zcopy.relay_plan(a, b, splice=False).routes,
+            }
+        finally:
+            os.close(r)
+            os.close(w)
+    assert chains == computed
