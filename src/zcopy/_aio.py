@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from ._copy import Job
-from ._endpoint import blocking_reason
+from ._endpoint import blocking_reason, transport_of
 from ._errors import FastPathLost, with_count
 from ._transfer import Wait
 
@@ -36,7 +37,7 @@ class Stepper:
     ``on_eof`` runs when the source is exhausted, before ``done`` resolves.
     """
 
-    __slots__ = ("_closed", "done", "job", "loop", "on_eof", "steps", "waiting")
+    __slots__ = ("_closed", "_under", "done", "job", "loop", "on_eof", "steps", "waiting")
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class Stepper:
         self.steps = job.steps()
         self.waiting: Wait | None = None
         self._closed = False
+        self._under = False  # registered under a transport (see _register)
         self.done: asyncio.Future[int] = loop.create_future()
         self._step()  # most small copies finish right here, without a wait
 
@@ -73,19 +75,49 @@ class Stepper:
             return
         if wait != self.waiting:
             self._unregister()
-            if wait.write:
-                self.loop.add_writer(wait.fd, self._step)
-            else:
-                self.loop.add_reader(wait.fd, self._step)
+            try:
+                self._register(wait)
+            except BaseException as exc:
+                self._close()
+                self.done.set_exception(with_count(exc, self.job.t.moved))
+                self.done.exception()
+                return
             self.waiting = wait
+
+    def _register(self, wait: Wait) -> None:
+        loop: Any = self.loop
+        self._under = False
+        try:
+            if wait.write:
+                loop.add_writer(wait.fd, self._step)
+            else:
+                loop.add_reader(wait.fd, self._step)
+        except RuntimeError:
+            # The fd is a transport's (a TransportSocket handed out by a server): the
+            # public add_writer/add_reader refuse it, and asyncio's own loop.sendfile()
+            # goes under them the same way, while the transport is not using that side
+            # itself (resolve refused unsent bytes; a paused transport does not read).
+            transport = transport_of(wait.fd)
+            if transport is None or not hasattr(loop, "_add_writer"):
+                raise
+            if wait.write:
+                loop._add_writer(wait.fd, self._step)
+            elif not transport.is_reading():
+                loop._add_reader(wait.fd, self._step)
+            else:
+                raise
+            self._under = True
 
     def _unregister(self) -> None:
         w = self.waiting
         if w is not None:
-            if w.write:
-                self.loop.remove_writer(w.fd)
+            loop: Any = self.loop
+            if self._under:
+                (loop._remove_writer if w.write else loop._remove_reader)(w.fd)
+            elif w.write:
+                loop.remove_writer(w.fd)
             else:
-                self.loop.remove_reader(w.fd)
+                loop.remove_reader(w.fd)
             self.waiting = None
 
     def _close(self) -> None:

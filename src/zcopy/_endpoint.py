@@ -178,8 +178,8 @@ def _from_socket_object(sock: socket.socket, via: Any, role: str) -> Endpoint:
     tls = _is_tls(sock)
     family = _RAW_FAMILY.__get__(sock)
     fam = _FAMILY_NAMES.get(family) or str(socket.AddressFamily(family))
-    label = f"a {'TLS ' if tls else ''}{fam} socket (fd {fd})"
     name = type(sock).__name__
+    label = f"a TLS {fam} socket (fd {fd})" if tls else f"a {name} ({fam} socket, fd {fd})"
     if tls:
         why = f"{role} is a TLS socket: its bytes are encrypted in user space (no kTLS)"
     else:
@@ -204,35 +204,46 @@ def _from_socket_object(sock: socket.socket, via: Any, role: str) -> Endpoint:
 
 
 def _from_transport_socket(tsock: Any, role: str) -> Endpoint:
-    """asyncio's ``TransportSocket``: the transport's own socket, used by its fd."""
+    """asyncio's ``TransportSocket``: the transport's own socket, used by its fd.
+
+    When the running loop's transport on it is known, what would corrupt its
+    stream is refused: TLS framed by the transport (plaintext would go out bare),
+    unsent bytes in its buffer (they would go after ours), its own reading of a
+    source (it would take bytes the copy needs).
+    """
     fd = tsock.fileno()
     if fd < 0:
         raise ValueError(f"{role} TransportSocket is closed")
-    tls = _tls_transport(fd)
-    if tls:
-        # Its fd carries TLS records the transport frames: a plaintext byte written
-        # there would corrupt the stream, and the TransportSocket cannot encrypt.
-        raise ValueError(
-            f"{role} TransportSocket (fd {fd}) belongs to a TLS transport: "
-            f"write through the transport, not its socket"
-        )
-    ep = _from_fd(fd, role, what="TransportSocket")
+    what = f"{role} TransportSocket (fd {fd})"
+    transport = transport_of(fd)
+    if transport is not None:
+        sslproto = sys.modules.get("asyncio.sslproto")
+        if sslproto is not None and isinstance(transport.get_protocol(), sslproto.SSLProtocol):
+            raise ValueError(
+                f"{what} belongs to a TLS transport: its fd carries records the transport "
+                f"encrypts; write through the transport, not its socket"
+            )
+        if role == "dst" and transport.get_write_buffer_size():
+            raise ValueError(
+                f"{what}: its transport still holds {transport.get_write_buffer_size()} "
+                f"unsent bytes that would arrive after these; wait for it to drain first"
+            )
+        if role == "src" and transport.is_reading():
+            raise ValueError(f"{what}: its transport is reading it; pause_reading() first")
+    ep = _from_fd(fd, role)
+    ep.label = f"TransportSocket ({ep.label})"
     ep.obj = tsock
     return ep
 
 
-def _tls_transport(fd: int) -> bool:
-    """Whether the running selector loop's transport on ``fd`` speaks TLS (best effort)."""
+def transport_of(fd: int) -> Any:
+    """The running selector loop's transport on ``fd``, if there is one (best effort)."""
     asyncio = sys.modules.get("asyncio")
     if asyncio is None:
-        return False
+        return None
     loop = asyncio.events._get_running_loop()
     transports = getattr(loop, "_transports", None)  # selector loops keep fd -> transport
-    transport = transports.get(fd) if transports is not None else None
-    if transport is None:
-        return False
-    sslproto = sys.modules.get("asyncio.sslproto")
-    return sslproto is not None and isinstance(transport.get_protocol(), sslproto.SSLProtocol)
+    return transports.get(fd) if transports is not None else None
 
 
 _PLAIN_TYPES = frozenset({io.FileIO, socket.SocketIO})
