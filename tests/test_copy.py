@@ -592,3 +592,23 @@ def test_file_sink_position_advances(tmp_path: Path, src_kind: str, dst_kind: st
     finally:
         os.close(fd)
     assert path.read_bytes() == b"0123" + src.data[:1000]
+
+
+def test_buffer_size_sets_the_user_space_chunk(tmp_path: Path) -> None:
+    """``buffer_size`` is how much each user-space read asks for; bad sizes are refused."""
+    asked: list[int] = []
+
+    class Reader(ReadIntoOnly):
+        def readinto(self, b: Any) -> int:
+            asked.append(len(b))
+            return super().readinto(b)
+
+    data = os.urandom(10_000)
+    out = io.BytesIO()
+    assert zcopy.copy(out, Reader(io.BytesIO(data)), buffer_size=4096) == len(data)
+    assert out.getvalue() == data
+    assert asked[:3] == [4096, 4096, 4096]
+    for bad, error in ((0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(error) as info:
+            zcopy.copy(io.BytesIO(), b"abc", buffer_size=bad)  # type: ignore[arg-type]
+        assert info.value.bytes_copied == 0  # type: ignore[attr-defined]
