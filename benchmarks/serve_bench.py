@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import fcntl
 import importlib.metadata
 import importlib.util
 import json
@@ -55,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, SRC, stop_group, version
+from _common import ROOT, SRC, bench_lock, http_get, rotated, stop_group, tail, version
 
 from zcopy.tools import _proc, strace
 from zcopy.tools._proc import descendants, free_port, spread, tracer_of
@@ -65,7 +64,6 @@ HERE = Path(__file__).resolve().parent
 SCHEMA = "zcopy-serve-bench/1"
 GIB = 1 << 30
 MIB = 1 << 20
-LOCK = "/tmp/zcopy-bench.lock"
 # The first two CPUs this process may use: the servers' and the load's (CPUs 0 and 1 usually).
 _ALLOWED = sorted(os.sched_getaffinity(0))
 SERVER_CPU, CLIENT_CPU = (_ALLOWED[0], _ALLOWED[1]) if len(_ALLOWED) > 1 else (_ALLOWED[0], -1)
@@ -139,7 +137,7 @@ def servers(root: Path, tmp: Path) -> Iterator[Server | str]:
         cfg = nginx_config(tmp, root, p)
         yield Server(NGINX, ["nginx", "-p", f"{tmp}/", "-e", f"{tmp}/nginx-error.log",
                              "-c", str(cfg)], p,
-                     note=f"{_nginxversion()}: 1 worker, sendfile on, tcp_nopush on, "
+                     note=f"{_nginx_version()}: 1 worker, sendfile on, tcp_nopush on, "
                           "open_file_cache, access_log off")
     else:
         yield f"{NGINX}: not installed (run benchmarks/setup_peers.sh)"
@@ -169,7 +167,7 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _nginxversion() -> str:
+def _nginx_version() -> str:
     try:
         r = subprocess.run(["nginx", "-v"], capture_output=True, text=True, timeout=10)
         return r.stderr.strip().removeprefix("nginx version: ")
@@ -210,12 +208,6 @@ def wait_ready(server: Server, timeout: float = 30) -> None:
     raise RuntimeError(f"{server.name} not ready ({last}); log:\n{tail(server.log)}")
 
 
-def tail(path: Path | None, n: int = 15) -> str:
-    if path is None or not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-
-
 def stop(server: Server, timeout: float = 15) -> None:
     # nginx: SIGTERM is a fast shutdown; the Python servers take SIGTERM/SIGINT.
     if server.proc is not None:
@@ -223,39 +215,6 @@ def stop(server: Server, timeout: float = 15) -> None:
 
 
 # ----------------------------------------------------------------------------- clients
-
-
-def http_get(port: int, path: str, buf: bytearray, *, extra: str = "",
-             timeout: float = 120) -> tuple[int, int]:
-    """One GET with ``Connection: close``; the body is read to EOF into ``buf`` (reused).
-
-    Returns (status, body bytes); a body whose length disagrees with Content-Length raises.
-    """
-    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}"
-           "Connection: close\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(req)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"no response head from :{port}{path}")
-            head += chunk
-        head, _, rest = head.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-        got = len(rest)
-        while n := s.recv_into(buf):
-            got += n
-    if m and int(m[1]) != got:
-        raise ConnectionError(f":{port}{path}: {got} body bytes, Content-Length {int(m[1])}")
-    return status, got
-
-
-def rotated(items: list[Server], i: int) -> list[Server]:
-    """The turn order for repeat ``i``: nobody is always first or always last."""
-    k = i % len(items) if items else 0
-    return items[k:] + items[:k]
 
 
 def median(xs: list[float]) -> float:
@@ -626,7 +585,7 @@ def machine() -> dict[str, Any]:
     wrk = shutil.which("wrk")
     return {
         **_proc.facts(),
-        "nginx": _nginxversion() if shutil.which("nginx") else None,
+        "nginx": _nginx_version() if shutil.which("nginx") else None,
         "wrk": subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("[")[0]
         .strip() if wrk else None,
         "packages": {d: version(d) for d in ("httptools", "aiohttp", "uvicorn", "starlette")},
@@ -771,20 +730,6 @@ def table(res: dict[str, Any]) -> str:
     for s in res.get("skipped", []):
         lines.append(f"skipped: {s}")
     return "\n".join(lines)
-
-
-def bench_lock(quick: bool) -> Any:
-    """Hold the benchmark lock if nobody does (normally ``flock`` around us already holds it)."""
-    if quick:
-        return None
-    f = open(LOCK, "a")  # noqa: SIM115 - held until exit
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        print(f"note: not run under `flock {LOCK}`; holding the lock myself", flush=True)
-        return f
-    except BlockingIOError:
-        f.close()  # held: by the flock(1) that runs us, we trust
-        return None
 
 
 def main() -> int:

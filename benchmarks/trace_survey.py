@@ -23,11 +23,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import ROOT, version, wait_listening
+from _common import ROOT, http_get, version, wait_listening
 
 from zcopy.tools._proc import free_port
 from zcopy.tools.report import percent
@@ -128,14 +127,6 @@ SERVERS = (
 )
 
 
-def fetch(url: str) -> int:
-    n = 0
-    with urllib.request.urlopen(url, timeout=120) as resp:
-        while data := resp.read(1 << 20):
-            n += len(data)
-    return n
-
-
 def survey_one(server: Server, big: Path, requests: int, workdir: Path) -> dict[str, object]:
     """Trace one server serving ``big`` ``requests`` times; the ``zcopy trace`` report."""
     appdir = workdir / server.name.split()[0].replace("-", "_")
@@ -155,10 +146,11 @@ def survey_one(server: Server, big: Path, requests: int, workdir: Path) -> dict[
     )
     try:
         wait_listening(port, proc, 60)
+        buf = bytearray(1 << 20)
         for _ in range(requests):
-            got = fetch(f"http://127.0.0.1:{port}/big.bin")
-            if got != big.stat().st_size:
-                raise RuntimeError(f"short body: {got} bytes")
+            status, got = http_get(port, "/big.bin", buf)
+            if status != 200 or got != big.stat().st_size:
+                raise RuntimeError(f"GET /big.bin: status {status}, {got} bytes")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(120)

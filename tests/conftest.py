@@ -21,6 +21,11 @@ from zcopy.tools import bpftrace, strace
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
+# .ci/run measures coverage of this pytest process from its start (COVERAGE_PROCESS_START);
+# the processes the tests start are measured objects (strace counts their syscalls, a bench
+# times them), never coverage's: they must not inherit it.
+os.environ.pop("COVERAGE_PROCESS_START", None)
+
 
 def open_fds() -> set[int]:
     """This process's open fds, minus the idle pipes zcopy pools on purpose."""
