@@ -379,8 +379,11 @@ def test_socket_source_modes(tmp_path: Path, src_kind: str, sink_kind: str, mode
     assert isinstance(src.obj, socket.socket)
     _set_mode(src.obj, mode)
     dst = make_sink(sink_kind, tmp_path)
+    route, _ = expected_route(src_kind, sink_kind)
     with ends(src, dst):
+        before = zcopy.stats()
         assert zcopy.copy(dst.obj, src.obj) == SIZE
+        assert stats_delta(before, zcopy.stats())[0] == {route.value: (1, SIZE)}
         assert sha(dst.finish()) == sha(DATA)
 
 
@@ -392,8 +395,11 @@ def test_socket_sink_modes(tmp_path: Path, src_kind: str, sink_kind: str, mode: 
     dst = make_sink(sink_kind, tmp_path)
     assert isinstance(dst.obj, socket.socket)
     _set_mode(dst.obj, mode)
+    route, _ = expected_route(src_kind, sink_kind)
     with ends(src, dst):
+        before = zcopy.stats()
         assert zcopy.copy(dst.obj, src.obj, SIZE - 100) == SIZE - 100
+        assert stats_delta(before, zcopy.stats())[0] == {route.value: (1, SIZE - 100)}
         assert sha(dst.finish()) == sha(DATA[: SIZE - 100])
 
 
