@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import io
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -56,6 +58,23 @@ def no_fd_leak() -> Iterator[None]:
         except OSError:
             pass
     assert not details, f"fds leaked: {details}"
+
+
+class _Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class JustReader:
+    """A source with nothing but read(): no fileno(), so only the user-space route can move it.
+
+    ``source`` is the bytes to hand out, or any object with read() (a file, a BytesIO).
+    """
+
+    def __init__(self, source: bytes | _Readable = b"") -> None:
+        self.source: _Readable = io.BytesIO(source) if isinstance(source, bytes) else source
+
+    def read(self, n: int = -1) -> bytes:
+        return self.source.read(n)
 
 
 class Blob:

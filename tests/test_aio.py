@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import os
 import selectors
 import socket
@@ -13,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Drain, start_feeding, tcp_pair
+from conftest import Drain, JustReader, start_feeding, tcp_pair
 
 import zcopy
 
@@ -79,19 +78,9 @@ def test_socket_to_file(tmp_path: Path) -> None:
     assert sha(path.read_bytes()) == sha(DATA[:-3])
 
 
-class _ReadOnly:
-    """A source with nothing but read(): no fd, so only the user-space route can move it."""
-
-    def __init__(self, data: bytes) -> None:
-        self.inner = io.BytesIO(data)
-
-    def read(self, n: int = -1) -> bytes:
-        return self.inner.read(n)
-
-
 @pytest.mark.parametrize(
     ("make_src", "route"),
-    [(lambda: DATA, zcopy.Route.WRITE), (lambda: _ReadOnly(DATA), zcopy.Route.USERSPACE)],
+    [(lambda: DATA, zcopy.Route.WRITE), (lambda: JustReader(DATA), zcopy.Route.USERSPACE)],
     ids=["buffer-write", "opaque-userspace"],
 )
 def test_buffer_and_userspace_routes(make_src: Callable[[], object], route: zcopy.Route) -> None:
@@ -122,10 +111,6 @@ def test_blocking_socket_is_refused(side: str, timeout: float | None) -> None:
 
 
 def test_strict_mode_in_acopy() -> None:
-    class JustReader:
-        def read(self, n: int = -1) -> bytes:
-            return b""
-
     a, b = tcp_pair()
     with a, b:
         a.setblocking(False)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Drain, tcp_pair
+from conftest import Drain, JustReader, tcp_pair
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,16 +81,6 @@ class ReadIntoOnly:
 
     def readinto(self, buf: Any) -> int:
         return self.inner.readinto(buf)
-
-
-class ReadOnly:
-    """A source with nothing but read()."""
-
-    def __init__(self, inner: io.BytesIO) -> None:
-        self.inner = inner
-
-    def read(self, n: int = -1) -> bytes:
-        return self.inner.read(n)
 
 
 class WriteOnly:
@@ -198,7 +188,7 @@ def make_source(kind: str, tmp: Path, data: bytes = DATA) -> Source:
         return Source(ReadIntoOnly(inner), data, inner.tell, 0, inner.read)
     if kind == "read-only":
         inner = io.BytesIO(data)
-        return Source(ReadOnly(inner), data, inner.tell, 0, inner.read)
+        return Source(JustReader(inner), data, inner.tell, 0, inner.read)
     raise AssertionError(kind)
 
 

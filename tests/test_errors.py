@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Drain, start_feeding, tcp_pair
+from conftest import Drain, JustReader, start_feeding, tcp_pair
 
 import zcopy
 
@@ -299,7 +299,7 @@ def _big_source(kind: str, big_file: Path, stack: contextlib.ExitStack) -> objec
     if kind == "bytes":
         return big_file.read_bytes()
     if kind == "read-only":
-        return _ReadOnly(io.BytesIO(big_file.read_bytes()))
+        return JustReader(big_file.read_bytes())
     assert kind == "tcp", kind
     src, feed = tcp_pair()
     stack.enter_context(src)
@@ -308,14 +308,6 @@ def _big_source(kind: str, big_file: Path, stack: contextlib.ExitStack) -> objec
     stack.callback(feeder.join, 30)
     stack.callback(src.close)  # unblocks the feeder before it is joined
     return src
-
-
-class _ReadOnly:
-    def __init__(self, inner: io.BytesIO) -> None:
-        self.inner = inner
-
-    def read(self, n: int = -1) -> bytes:
-        return self.inner.read(n)
 
 
 def test_pipe_reader_closes_mid_copy(big_file: Path) -> None:
@@ -474,7 +466,7 @@ def test_eintr_is_retried(src_file: Path, src_kind: str, timeout: float | None) 
         elif src_kind == "bytes":
             src = data
         elif src_kind == "read-only":
-            src = _ReadOnly(io.BytesIO(data))
+            src = JustReader(data)
         else:
             c, d = tcp_pair()
             stack.enter_context(c)

@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import SRC, tcp_pair
+from conftest import SRC, JustReader, tcp_pair
 
 import zcopy
 from zcopy import Route
@@ -29,14 +29,6 @@ def src_file(tmp_path: Path) -> Path:
     path = tmp_path / "src"
     path.write_bytes(b"x" * 100_000)
     return path
-
-
-class JustReader:
-    def __init__(self, f: object) -> None:
-        self.f = f
-
-    def read(self, n: int = -1) -> bytes:
-        return self.f.read(n)  # type: ignore[attr-defined, no-any-return]
 
 
 def test_file_to_tcp_is_sendfile(src_file: Path) -> None:

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Drain, run_in_threads, tcp_pair
+from conftest import Drain, JustReader, run_in_threads, tcp_pair
 
 import zcopy
 
@@ -21,14 +21,6 @@ DATA = os.urandom(100_000)
 @pytest.fixture(autouse=True)
 def _clean(no_fd_leak: None) -> None:
     zcopy.reset_stats()
-
-
-class JustReader:
-    def __init__(self, data: bytes) -> None:
-        self.f = io.BytesIO(data)
-
-    def read(self, n: int = -1) -> bytes:
-        return self.f.read(n)
 
 
 def test_counters_per_route(tmp_path: Path) -> None:

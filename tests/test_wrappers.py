@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Drain, tcp_pair
+from conftest import Drain, JustReader, tcp_pair
 
 import zcopy
 from zcopy import Route
@@ -187,16 +187,8 @@ def _route_case(route: str, tmp: Path) -> tuple[object, object, Callable[[], byt
     if route == "write":
         return a, DATA, finish_tcp, closers
     if route == "userspace":
-        return a, _JustReader(io.BytesIO(DATA)), finish_tcp, closers
+        return a, JustReader(DATA), finish_tcp, closers
     raise AssertionError(route)
-
-
-class _JustReader:
-    def __init__(self, f: io.BytesIO) -> None:
-        self.f = f
-
-    def read(self, n: int = -1) -> bytes:
-        return self.f.read(n)
 
 
 ROUTES = ["sendfile", "copy_file_range", "splice", "write", "userspace"]
