@@ -239,8 +239,8 @@ def test_median_and_spread() -> None:
     assert spread([]) is None
 
 
-def test_figures_in_the_seeds_units() -> None:
-    # The seed's raw row: 0.27 s for 10 x 512 MiB is ~54 ms per GiB.
+def test_figures_in_the_posts_units() -> None:
+    # The Go post's raw row: 0.27 s for 10 x 512 MiB is ~54 ms per GiB.
     f = figures(Cpu(0.02, 0.25), 10 * 512 << 20, 3.2)
     assert round(f.cpu_ms_per_gib) == 54
     assert f.mib_per_cpu_s is not None and round(f.mib_per_cpu_s) == 18963

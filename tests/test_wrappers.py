@@ -6,6 +6,7 @@ import io
 import os
 import socket
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from conftest import Drain, JustReader, tcp_pair
 
 import zcopy
 from zcopy import Route
+from zcopy.pytest_plugin import Copies
 
 # Every test here must leave no fd behind; fallbacks are expected, not warned about.
 pytestmark = [
@@ -44,14 +46,18 @@ def to_tcp(src: object, count: int | None = None) -> tuple[int, bytes]:
 # -- section ---------------------------------------------------------------------------------
 
 
-def test_section_of_a_file_keeps_sendfile_and_position(src_file: Path) -> None:
+def test_section_of_a_file_keeps_sendfile_and_position(
+    src_file: Path, zcopy_routes: Callable[[], AbstractContextManager[Copies]]
+) -> None:
     with open(src_file, "rb") as f:
         f.seek(123)
         sec = zcopy.section(f, 1000, 5000)
         a, b = tcp_pair()
         with a, b:
             assert zcopy.explain(a, sec).route is Route.SENDFILE
-        assert to_tcp(sec) == (5000, DATA[1000:6000])
+        with zcopy_routes() as copies:  # the route that ran, not only the one planned
+            assert to_tcp(sec) == (5000, DATA[1000:6000])
+        assert copies.routes == ["sendfile"]
         assert f.tell() == 123
         assert to_tcp(sec) == (5000, DATA[1000:6000]), "a section can be copied again"
 
@@ -270,6 +276,7 @@ class MeteredRange:
         self.metered += n
 
 
+@pytest.mark.zero_copy  # the plan says sendfile; this fails the test if the copy fell back
 def test_third_party_wrapper_keeps_the_fast_path(src_file: Path) -> None:
     with open(src_file, "rb") as f:
         w = MeteredRange(f, 500, 70_000)

@@ -1,4 +1,4 @@
-"""``zcopy bench``: the seed's experiment, re-run for Python and zcopy on this machine.
+"""``zcopy bench``: the Go blog post's sendfile/splice/io.Copy experiment, re-run for Python.
 
 One big file goes over loopback TCP from a server process to a client process
 (pinned to CPUs 0 and 1) with each handler shape (mode); the server's CPU

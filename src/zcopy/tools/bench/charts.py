@@ -1,4 +1,4 @@
-"""The seed's two bar charts, one bar per mode: CPU ms per GiB, and MiB per CPU-second.
+"""The study's two bar charts, one bar per mode: CPU ms per GiB, and MiB per CPU-second.
 
 matplotlib is imported here only, with the Agg backend (no display needed),
 so the rest of the bench runs and imports without it.

@@ -1,7 +1,7 @@
 """The served file: generated (random bytes, never compressible or deduplicated) or given.
 
 The file's CRC-32 is computed on the way, for the client's check, and the
-page cache is warmed so every mode reads memory, not disk, as in the seed.
+page cache is warmed so every mode reads memory, not disk, as in the Go post's runs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CPU from the kernel's accounting, and the arithmetic that turns it into the seed's figures.
+"""CPU from the kernel's accounting, and the arithmetic that turns it into the study's figures.
 
 The measured process is sampled from outside (``zcopy.tools._proc.cpu_of``:
 ticks from ``/proc/PID/stat``, run time from ``schedstat``) while it is idle
@@ -58,7 +58,7 @@ def others_share(core: CpuTimes, server: Cpu, window_s: float) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Figures:
-    """One pass of one mode, in the seed's units."""
+    """One pass of one mode, in the study's units (the Go post's)."""
 
     cpu_user_s: float
     cpu_sys_s: float

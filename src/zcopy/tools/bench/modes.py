@@ -21,7 +21,7 @@ Handler = Callable[[socket.socket, str, int], int]
 
 
 class JustReader:
-    """A wrapper with nothing but ``read()``: the seed's ``justReader``, zcopy's fallback case.
+    """A wrapper with nothing but ``read()``: the Go post's ``justReader``, zcopy's fallback case.
 
     >>> import io
     >>> JustReader(io.BytesIO(b"abc")).read(2)
@@ -71,7 +71,7 @@ def limit(conn: socket.socket, path: str, size: int) -> int:
 def observed(conn: socket.socket, path: str, size: int) -> int:
     counted = [0]
 
-    def count(n: int) -> None:  # what the seed's logging middleware did, minus the log
+    def count(n: int) -> None:  # what the Go post's logging middleware did, minus the log
         counted[0] += n
 
     with open(path, "rb") as f:

@@ -17,7 +17,7 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 QUICK_SIZE = 16 * MIB
 QUICK_TRANSFERS = 2
-# The seed's strace -c covered five transfers; more adds trace time, not information.
+# The Go post's strace -c covered five transfers; more adds trace time, not information.
 STRACE_TRANSFERS = 5
 
 
@@ -74,7 +74,7 @@ class Settings:
 
     @property
     def strace_transfers(self) -> int:
-        """Transfers in the strace pass: as in the seed, at most five."""
+        """Transfers in the strace pass: as in the Go post, at most five."""
         return min(self.transfers, STRACE_TRANSFERS)
 
 

@@ -60,7 +60,7 @@ class PassResult:
 
     @property
     def figures(self) -> Figures | None:
-        """The seed's figures for this pass (``None`` unless it finished and was measured)."""
+        """The study's figures for this pass (``None`` unless it finished and was measured)."""
         if self.error is not None or self.cpu is None:
             return None
         others = None if self.core is None else others_share(self.core, self.cpu, self.window_s)

@@ -50,7 +50,7 @@ ZERO_COPY_ROUTES = ("sendfile", "splice")
 RESOLVED = (("cpu_ms_per_gib", "cpu_ms_per_gib"),
             ("cpu_ms_per_gib_ex_softirq", "cpu_ms_per_gib_ex_softirq"))
 
-# (results key, table header, format) in the seed's order.
+# (results key, table header, format) in the Go post's order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cpu_user_s", "user s", "{:.2f}"),
     ("cpu_sys_s", "sys s", "{:.2f}"),

@@ -110,7 +110,7 @@ def _execute(settings: Settings, out: Path, workdir: Path, console: Any) -> int:
     results = Results(out / "results.json", params, facts)
     if not data.fits_in_memory(size):
         results.note("the file is larger than the memory available for the page cache: "
-                     "reads may go to disk, unlike the seed's warm-cache runs")
+                     "reads may go to disk, unlike the Go post's warm-cache runs")
     if not pin:
         results.note("only one CPU is usable: server and client are not pinned and share it, "
                      "so the figures include their contention")

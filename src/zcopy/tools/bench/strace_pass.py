@@ -1,7 +1,7 @@
 """The syscall witness: strace attached to the ready server for the transfers only.
 
 Attaching (``strace -p``) rather than launching leaves the server's start-up
-(imports, bind) out of the counts, as the seed's ``strace -c`` over five
+(imports, bind) out of the counts, as the Go post's ``strace -c`` over five
 transfers did. Lines come with ``-yy`` fd annotations, so a read of the served
 file is told apart from a read of a socket or pipe.
 """

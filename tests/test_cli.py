@@ -1,0 +1,90 @@
+"""The ``zcopy`` command as a user meets it: ``python -m zcopy``, ``--help``, missing extras."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zcopy import cli
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def zcopy(*args: str, block: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """``python -m zcopy ARGS`` in a child process; ``block`` makes those modules unimportable."""
+    prelude = "import sys, runpy\n"
+    prelude += "".join(f"sys.modules[{name!r}] = None\n" for name in block)
+    prelude += "sys.argv = ['zcopy', *sys.argv[1:]]\nrunpy.run_module('zcopy', run_name='__main__')"
+    return subprocess.run(
+        [sys.executable, "-c", prelude, *args], capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(SRC)),
+    )
+
+
+def test_python_dash_m_zcopy_is_the_zcopy_command() -> None:
+    direct = subprocess.run([sys.executable, "-m", "zcopy", "--version"], capture_output=True,
+                            text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(SRC)))
+    assert direct.returncode == 0 and direct.stdout.strip() == "zcopy 0.1.0"
+    bare = subprocess.run([sys.executable, "-m", "zcopy"], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, PYTHONPATH=str(SRC)))
+    assert bare.returncode == 2
+    assert bare.stdout.startswith("usage: zcopy") and "bench, serve, proxy, trace" in bare.stdout
+
+
+def _options(command: str) -> list[argparse.Action]:
+    parser = cli.build_parser(command)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(sub.choices[command]._actions)
+
+
+@pytest.mark.parametrize("command", list(cli.SUBCOMMANDS))
+def test_every_help_shows_each_default_once(command: str) -> None:
+    proc = zcopy(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())  # argparse wraps lines: compare with spaces joined
+    for action in _options(command):
+        default = action.default
+        if (action.help in (None, argparse.SUPPRESS) or default in (None, argparse.SUPPRESS)
+                or isinstance(default, bool) or not action.option_strings):
+            continue
+        help_ = " ".join(str(action.help).split())
+        start = text.index(help_[:30])
+        said = text[start:start + len(help_) + 40]
+        assert len(re.findall(r"\bdefault\b", said)) >= 1, (command, action.dest, said)
+        # never "(default 10) (default 10)"
+        assert said.count("default") == help_.count("default") + (
+            0 if "default" in help_ else 1), (command, action.dest, said)
+
+
+def test_serve_help_shows_its_port_and_bind_defaults() -> None:
+    text = " ".join(zcopy("serve", "--help").stdout.split())
+    assert "TCP port (0: any free one) (default 8000)" in text
+    assert "address to listen on (default 127.0.0.1)" in text
+
+
+@pytest.mark.parametrize(("command", "module", "extra"), [
+    ("serve", "httptools", "serve"),
+    ("bench", "rich", "bench"),
+    ("bench", "matplotlib", "bench"),
+])
+def test_a_missing_extra_is_one_line_and_status_1(command: str, module: str, extra: str,
+                                                  tmp_path: Path) -> None:
+    args = (command, "--quick", "--out", str(tmp_path)) if command == "bench" else (command,)
+    proc = zcopy(*args, block=(module,))
+    assert proc.returncode == 1
+    assert proc.stderr == f"zcopy {command} needs {module}: pip install 'zcopy[{extra}]'\n"
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not list(tmp_path.iterdir()), "nothing was started before the check"
+
+
+def test_a_missing_module_that_is_no_extra_is_a_bug_and_shows_its_traceback() -> None:
+    missing = ModuleNotFoundError("No module named 'zcopy.nope'", name="zcopy.nope")
+    assert cli.missing_dependency("serve", missing) is None
+    unrelated = ModuleNotFoundError("No module named 'numpy'", name="numpy")
+    assert cli.missing_dependency("bench", unrelated) is None
