@@ -9,16 +9,20 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def _whole(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
 def positive_int(text: str) -> int:
     """A whole number >= 1.
 
     >>> positive_int("4")
     4
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = _whole(text, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: must be >= 1")
     return value
@@ -30,10 +34,7 @@ def port_number(text: str) -> int:
     >>> port_number("8000")
     8000
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    value = _whole(text, "a port number")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r}: port must be 0-65535")
     return value
