@@ -31,7 +31,12 @@ MiB = 1024 * 1024
 
 
 def export(rev: str, dest: Path) -> Path:
-    """``git archive REV src`` unpacked under ``dest``; return its src directory."""
+    """``git archive REV src`` unpacked under ``dest``; return its src directory.
+
+    A ``REV`` that is a directory is taken as a ``src`` directory as it is.
+    """
+    if Path(rev).is_dir():
+        return Path(rev).resolve()
     data = subprocess.run(
         ["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True
     ).stdout
@@ -99,8 +104,9 @@ def cpu_per_gib(server: Server, size: int, count: int) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("before")
-    ap.add_argument("after")
+    ap.add_argument("before", help="git revision (or a src directory)")
+    ap.add_argument("after", help="git revision (or a src directory)")
+    ap.add_argument("more", nargs="*", help="further revisions to compare")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--duration", type=int, default=10, help="wrk seconds")
     ap.add_argument("--size", type=int, default=512, help="big file MiB")
@@ -119,7 +125,7 @@ def main() -> int:
         with open(site / "big.bin", "wb") as f:
             for _ in range(args.size):
                 f.write(os.urandom(MiB))
-        revs = (args.before, args.after)
+        revs = (args.before, args.after, *args.more)
         servers = {rev: Server(export(rev, tmp), site) for rev in revs}
         results: dict[str, dict[str, list[float]]] = {r: {"rps": [], "cpu": []} for r in revs}
         try:
@@ -127,7 +133,7 @@ def main() -> int:
                 rps(s.port, 1)
                 cpu_per_gib(s, size, 1)
             for i in range(args.reps):
-                order = revs if i % 2 == 0 else revs[::-1]
+                order = revs[i % len(revs):] + revs[: i % len(revs)]
                 for rev in order:
                     results[rev]["rps"].append(rps(servers[rev].port, args.duration))
                     time.sleep(0.5)

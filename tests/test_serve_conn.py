@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from zcopy.serve.conn import BODY, BUSY, HEAD, IDLE, LINGER, Conn, Timeouts, sweep
+from zcopy.serve.conn import BODY, BUSY, HEAD, IDLE, LINGER, TURN, Conn, Timeouts, sweep
 from zcopy.serve.parser import Request
 
 LIMITS = Timeouts(header=10, keepalive=15, body=60, send=30, linger=2, max_requests=3)
@@ -135,7 +135,7 @@ def test_request_cap_closes_the_last_one() -> None:
     with_conn(body)
 
 
-def test_take_turn_yields_between_requests_that_never_waited() -> None:
+def test_take_turn_yields_once_a_connection_has_run_its_turn() -> None:
     async def body(conn: Conn, peer: socket.socket) -> None:
         ticks = 0
 
@@ -147,16 +147,28 @@ def test_take_turn_yields_between_requests_that_never_waited() -> None:
 
         task = asyncio.get_running_loop().create_task(other())
         await asyncio.sleep(0)
+        conn.turn_start = conn.loop.time()
         start = ticks
-        for _ in range(10):
-            await conn.take_turn()  # ten requests answered back to back
-        assert ticks - start == 9  # the first needs no turn: the task had just been scheduled
-        peer.send(b"x")
-        await asyncio.sleep(0)
-        before = ticks
-        await conn.recv()  # data waiting: no wait, so the next request still owes a turn
+        await conn.take_turn()  # a fresh turn: no yield (no cost for keep-alive clients)
+        assert ticks == start
+        conn.turn_start -= 2 * TURN  # this connection has run longer than its turn
         await conn.take_turn()
-        assert ticks > before
+        assert ticks == start + 1
+        await conn.take_turn()  # the yield started a new turn
+        assert ticks == start + 1
+        conn.turn_start -= 2 * TURN
+        peer.send(b"x")
+        await conn.recv()  # data was waiting: no suspension, the turn is still used up
+        await conn.take_turn()
+        assert ticks == start + 2
+        conn.turn_start -= 2 * TURN
+        recv = asyncio.get_running_loop().create_task(conn.recv())
+        await asyncio.sleep(0.01)  # recv waits for the network: that is a turn given
+        peer.send(b"y")
+        await recv
+        before = ticks
+        await conn.take_turn()
+        assert ticks == before
         task.cancel()
 
     with_conn(body)
