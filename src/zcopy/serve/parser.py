@@ -128,6 +128,7 @@ class RequestReader:
         "_cur",
         "_expect",
         "_fields",
+        "_good_host",
         "_head",
         "_hosts",
         "_parser",
@@ -172,6 +173,7 @@ class RequestReader:
         self._te = False
         self._expect = False
         self._repeated = False
+        self._good_host = ""
         # Bytes of the first request line, until its version is known (None: done watching).
         self._probe: bytearray | None = bytearray()
         self._parser = httptools.HttpRequestParser(self)
@@ -214,8 +216,11 @@ class RequestReader:
                 return  # a repeated Range is dropped: no need to join it
             if k == "host":
                 self._hosts += 1
-                if not valid_host(v.strip(" \t")):
-                    self._fail(400)
+                # A keep-alive client repeats its Host: checked once per value, not per request.
+                if v != self._good_host:
+                    if not valid_host(v.strip(" \t")):
+                        self._fail(400)
+                    self._good_host = v
             headers[k] = f"{headers[k]}, {v}" if k in headers else v
         elif key == b"content-length":
             self._clen = int(value) if value.isdigit() and len(value) < 19 else -1
@@ -234,21 +239,25 @@ class RequestReader:
         cur.target = bytes(self._url)
         self.in_head = False
         self._probe = None
-        if cur.version not in ("1.1", "1.0"):
+        version = cur.version
+        if version == "1.1":
+            if self._hosts != 1:
+                self._fail(400)  # RFC 9112 §3.2: exactly one Host in HTTP/1.1
+        elif version == "1.0":
+            if self._te:
+                # RFC 9112 §6.1: the framing cannot be trusted; the connection must close.
+                self._fail(400)
+        else:
             # 0.9: a request line without a version (answered as HTTP/1.1: RFC 9112 §2.3)
-            self._fail(505 if cur.version >= "2" else 400)
-        if cur.version == "1.1" and self._hosts != 1:
-            self._fail(400)  # RFC 9112 §3.2: exactly one Host in HTTP/1.1
-        if cur.version == "1.0" and self._te:
-            # RFC 9112 §6.1: the framing cannot be trusted; the connection must close.
-            self._fail(400)
-        if self.body_sink is None and self._clen > self.max_body:
+            self._fail(505 if version >= "2" else 400)
+        if self._clen > self.max_body and self.body_sink is None:
             self._fail(413)  # no need to read a body we will refuse anyway
         if self._repeated:
             del cur.headers["range"]  # documented: a repeated Range is ignored
         self.in_body = True  # until on_message_complete, which may follow at once
-        # RFC 9110 §10.1.1: an HTTP/1.0 client's Expect is ignored.
-        self.continue_due = self._expect and cur.version == "1.1"
+        if self._expect:
+            # RFC 9110 §10.1.1: an HTTP/1.0 client's Expect is ignored.
+            self.continue_due = version == "1.1"
         if self.head_sink is not None:
             self.head_sink(cur)
 
