@@ -309,3 +309,14 @@ def test_sigterm_racing_startup_is_never_lost() -> None:
         d.proc.send_signal(signal.SIGTERM)
         status, err = d.finish(timeout=15)
         assert status in (0, -signal.SIGTERM), err
+
+
+def test_signals_not_forwarded_are_ignored_by_the_parent() -> None:
+    """SIGUSR1/SIGUSR2/SIGHUP kill neither the supervisor nor (unasked) its workers."""
+    with demo("serve", 2) as d:
+        kids = d.workers()
+        for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+            os.kill(d.proc.pid, sig)
+        time.sleep(0.3)
+        assert d.proc.poll() is None and d.workers() == kids
+        assert d.ask() in kids

@@ -70,6 +70,7 @@ def run(
     workers: int = 1,
     grace: float = 10.0,
     on_ready: Callable[[], object] | None = None,
+    forward: tuple[int, ...] = (),
 ) -> int:
     """Serve ``listener`` with ``worker_main`` in ``workers`` processes; return the exit status.
 
@@ -77,7 +78,9 @@ def run(
     print where the daemon listens). With one worker, ``worker_main`` runs in this
     process and handles its own signals; with more, the parent supervises them
     (``grace``: seconds a worker may take to finish after SIGTERM before it is
-    killed). A ``StartupError`` raised by ``worker_main`` is printed as
+    killed; ``forward``: other signals the workers handle, e.g. ``(signal.SIGUSR1,)``,
+    passed on to each of them, while SIGUSR1, SIGUSR2 and SIGHUP not listed are
+    ignored by the parent). A ``StartupError`` raised by ``worker_main`` is printed as
     ``name: message`` and its status returned.
 
     >>> from zcopy import daemon
@@ -98,7 +101,7 @@ def run(
             startup_failed(name, str(exc))
             return exc.status
         return result if isinstance(result, int) else 0
-    return Supervisor(name, listener, worker_main, workers, grace, on_ready).run()
+    return Supervisor(name, listener, worker_main, workers, grace, on_ready, forward).run()
 
 
 def _nothing() -> None:

@@ -1,11 +1,13 @@
 """``--workers N``: fork N workers on one listening socket and supervise them.
 
 The parent never accepts; it holds the listening socket (so a worker that dies
-can be replaced without rebinding), forwards SIGTERM/SIGINT/SIGUSR1 to the
-workers and reaps them. Every wait is a ``poll()`` on two pipes: the signal
-wakeup fd (Python's C-level handler writes the signal number there, so no
-signal is lost between a check and a wait, and an interrupted wait is simply
-retried) and a readiness pipe each worker writes one byte to when it accepts.
+can be replaced without rebinding), forwards SIGTERM/SIGINT (and the signals
+the server asks for, e.g. SIGUSR1 for its stats; others of these are ignored by
+the parent, never fatal to it) to the workers and reaps them. Every wait is a
+``poll()`` on two pipes: the signal wakeup fd (Python's C-level handler writes
+the signal number there, so no signal is lost between a check and a wait, and an
+interrupted wait is simply retried) and a readiness pipe each worker writes one
+byte to when it accepts.
 
 Policy (documented in docs/proxy.md and docs/serve.md):
 
@@ -45,7 +47,9 @@ from .log import startup_failed
 WorkerMain = Callable[[socket.socket, Callable[[], object]], object]
 
 _STOP = (signal.SIGTERM, signal.SIGINT)
-_WATCHED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD)
+_WATCHED = (
+    signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGCHLD
+)
 KILL_MARGIN = 5.0  # seconds past the grace period before a worker is killed
 CLOSE_DELAY = 0.2  # seconds between forwarding SIGTERM and shutting the listener down
 READY_TIMEOUT = 60.0  # seconds for every worker to report ready
@@ -101,6 +105,7 @@ class Supervisor:
     def __init__(
         self, name: str, listener: socket.socket, worker_main: WorkerMain, count: int,
         grace: float, on_ready: Callable[[], object] | None = None,
+        forward: tuple[int, ...] = (),
     ) -> None:
         self.name = name
         self.listener = listener
@@ -108,6 +113,7 @@ class Supervisor:
         self.count = count
         self.grace = grace
         self.on_ready = on_ready
+        self.forward = forward
         self.workers: dict[int, float] = {}  # pid -> monotonic start time
         self.ready = 0
         self.announced = False
@@ -178,8 +184,8 @@ class Supervisor:
                     signal.Signals(signum).name, len(self.workers), self.grace,
                 )
             self._stop(signum)
-        elif signum == signal.SIGUSR1:
-            self._signal_all(signal.SIGUSR1)
+        elif signum in self.forward:
+            self._signal_all(signum)
 
     def _stop(self, signum: int = signal.SIGTERM) -> None:
         if not self.stopping:

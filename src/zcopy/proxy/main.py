@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import socket
 from collections.abc import Callable
 
@@ -49,5 +50,5 @@ def run(args: argparse.Namespace) -> int:
     with listener:
         return daemon.run(
             NAME, listener, worker_main, workers=config.workers, grace=config.grace,
-            on_ready=lambda: _announce(config, addr),
+            on_ready=lambda: _announce(config, addr), forward=(signal.SIGUSR1,),  # stats
         )

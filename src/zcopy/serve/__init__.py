@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -186,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         return daemon.run(
             NAME, listener, worker_main, workers=args.workers, grace=config.shutdown_timeout,
             on_ready=lambda: _announce(config, listener.getsockname(), args.workers),
+            forward=(signal.SIGUSR1,) if config.stats else (),  # --stats: print them
         )
 
 
