@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
+import re
 import struct
 import subprocess
 import sys
@@ -91,6 +94,28 @@ def test_the_closing_sentence_is_computed_from_the_run(quick: Any) -> None:
     wrapped = doc["modes"]["wrapped"]
     assert f"the read()-only wrapper cost {wrapped['x_raw']:.1f}x" in last
     assert "observe()" in last and "kept sendfile" in last
+
+
+def test_no_color_on_a_terminal_gets_the_plain_table(tmp_path: Path) -> None:
+    # A real terminal (a pty), as a user with NO_COLOR=1 set would run it.
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zcopy", "bench", "--quick", "--modes", "raw", "--no-strace",
+         "--out", str(tmp_path / "out")],
+        stdin=secondary, stdout=secondary, stderr=secondary,
+        env=dict(os.environ, PYTHONPATH=str(SRC), NO_COLOR="1", COLUMNS="100"),
+    )
+    os.close(secondary)
+    seen = b""
+    with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+        while chunk := os.read(primary, 1 << 16):
+            seen += chunk
+    os.close(primary)
+    assert proc.wait(60) == 0, seen.decode(errors="replace")
+    text = seen.decode(errors="replace")
+    assert not re.search(r"\x1b\[[0-9;]*(?:3[0-9]|4[0-9]|9[0-7])(?:;[0-9;]*)?m", text), "colour"
+    table = next(ln for ln in text.splitlines() if ln.startswith("mode "))
+    assert table.split() == ["mode", "route", "CPU", "ms/GiB", "x", "raw", "syscalls"]
 
 
 def test_every_pass_says_how_busy_the_servers_core_was(quick: Any) -> None:
