@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-from zcopy.tools.flows import (
-    Event,
-    Verdict,
-    Via,
-    analyse,
-    events_from_strace,
-    kind_of,
-    pair,
-)
-from zcopy.tools.strace import parse_lines
+from zcopy.tools.flows import Event, Verdict, Via, analyse, pair
+from zcopy.tools.strace import events_from_strace, kind_of, parse_lines
 
 MiB = 1 << 20
 SOCK = "TCP:[127.0.0.1:8000->127.0.0.1:5000]"
@@ -117,15 +109,6 @@ def test_threads_of_one_process_pair_by_clone() -> None:
         ("file -> memory", "into-memory"): 2 * MiB,
     }
     assert r.verdict == "user-space"
-
-
-def test_kinds() -> None:
-    assert kind_of("/dev/null") == "device"
-    assert kind_of("/dev/pts/3") == "tty"
-    assert kind_of("UNIX-STREAM:[1->2]") == "socket"
-    assert kind_of("TCPv6:[[::1]:1->[::1]:2]") == "socket"
-    assert kind_of("anon_inode:[eventfd]") == "other"
-    assert kind_of("/tmp/x (deleted)") == "file"
 
 
 def test_syscall_table() -> None:

@@ -160,3 +160,12 @@ def test_proofs_skip_with_the_reason_outside_ci(tmp_path: Path) -> None:
     local = _proof_run(tmp_path, "")
     assert local.returncode == 0, local.stdout
     assert "2 skipped" in local.stdout and "Operation not permitted" in local.stdout, local.stdout
+
+
+def test_endpoint_kinds_from_annotations() -> None:
+    assert strace.kind_of("/dev/null") == "device"
+    assert strace.kind_of("/dev/pts/3") == "tty"
+    assert strace.kind_of("UNIX-STREAM:[1->2]") == "socket"
+    assert strace.kind_of("TCPv6:[[::1]:1->[::1]:2]") == "socket"
+    assert strace.kind_of("anon_inode:[eventfd]") == "other"
+    assert strace.kind_of("/tmp/x (deleted)") == "file"

@@ -152,7 +152,7 @@ def zcopy_routes() -> Callable[[], AbstractContextManager[Copies]]:
 def prove_with_strace(item: pytest.Item) -> None:
     """Run ``item`` again in a child pytest under strace; fail it on any user-space copy."""
     from .tools import strace
-    from .tools.flows import Via, analyse, events_from_strace, tgids_from_calls
+    from .tools.flows import Via, analyse
 
     why = strace.unavailable_reason()
     if why is not None:
@@ -188,7 +188,7 @@ def prove_with_strace(item: pytest.Item) -> None:
         pytest.fail(f"the re-run under strace did not run the test's body ({len(marks)} marks)",
                     pytrace=False)
     body = calls[marks[0] + 1 : marks[1]]
-    report = analyse(events_from_strace(body, tgids_from_calls(calls)), min_bytes=1)
+    report = analyse(strace.events_from_strace(body, strace.tgids_from_calls(calls)), min_bytes=1)
     copied = [f for f in report.flows if f.via is Via.COPY]
     if copied:
         lines = [f"strace saw bytes copied through user space ({_size(report.copied_bytes)}):"]

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from . import _proc, strace
-from .flows import MEMORY, READS, Event
+from .flows import MEMORY, READS, Event, canonical
 
 # Inode type (i_mode >> 12) -> endpoint kind. 99 marks user memory.
 KINDS = {8: "file", 12: "socket", 1: "pipe", 2: "device", 6: "device", 4: "file", 0: "unknown"}
@@ -132,14 +132,13 @@ def parse_output(lines: Iterable[str]) -> list[Event]:
             fails[(m["map"], keys[0])] = value
     events = []
     for (name, s, d), calls in counts.items():
-        syscall = "sendfile" if name == "sendfile64" else name
         events.append(
-            Event(0, syscall, None, None, _kind(s), _kind(d), sums.get((name, s, d), 0), calls)
+            Event(0, canonical(name), None, None, _kind(s), _kind(d), sums.get((name, s, d), 0),
+                  calls)
         )
     for (which, name), n in fails.items():
-        syscall = "sendfile" if name == "sendfile64" else name
         events.append(
-            Event(0, syscall, None, None, MEMORY, MEMORY, 0, n,
+            Event(0, canonical(name), None, None, MEMORY, MEMORY, 0, n,
                   errors=n if which == "e" else 0, eagain=n if which == "a" else 0)
         )
     return order(events)

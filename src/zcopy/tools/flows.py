@@ -1,9 +1,10 @@
 """From data-path syscalls to a verdict: which bytes moved kernel to kernel, which through memory.
 
 Pure: it reads events (one syscall, or an aggregate of identical ones) and
-returns a :class:`Report` with a :class:`Verdict`; the tracers that produce
-the events live in ``strace.py`` and ``bpftrace.py``, every word said about a
-report (the telltale sentence, the table, the JSON) in ``report.py``.
+returns a :class:`Report` with a :class:`Verdict`; each tracer runs and turns
+what it saw into events in its own module (``strace.py``, ``bpftrace.py``),
+and every word said about a report (the telltale, the table, the JSON) is in
+``report.py``.
 
 What counts as payload (the rule ``docs/trace.md`` documents):
 
@@ -28,11 +29,9 @@ not payload, and a request relayed as a copy weighs its bytes, not its calls.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-
-from .strace import Call
 
 ZERO_COPY = frozenset({"sendfile", "splice", "copy_file_range", "tee"})
 READS = frozenset(
@@ -48,7 +47,6 @@ MIN_BYTES = 1 << 20
 # Reads still waiting for their write after this many more reads are taken as consumed:
 # a copy loop writes what it read within a few calls.
 _PENDING_CAP = 64
-_EAGAIN = frozenset({"EAGAIN", "EWOULDBLOCK"})
 # Writes this small are wake-ups (an event loop's self-pipe byte, an eventfd's 8), never
 # the next chunk of a copy: pairing them would count one call per chunk twice.
 _SIGNAL_MAX = 8
@@ -78,30 +76,6 @@ class Via(StrEnum):
     COPY = "copy"  # read into memory, then written on
     FROM_MEMORY = "from-memory"  # written with nothing read for it
     INTO_MEMORY = "into-memory"  # read and kept
-
-
-def kind_of(annotation: str | None) -> str:
-    """The endpoint kind behind an strace ``-yy`` fd annotation.
-
-    >>> [kind_of(a) for a in ("/tmp/f", "TCP:[1.2.3.4:5->6.7.8.9:10]", "pipe:[7]", None)]
-    ['file', 'socket', 'pipe', 'memory']
-    """
-    if annotation is None:
-        return MEMORY
-    if annotation.startswith(("/dev/pts/", "/dev/tty", "/dev/console")):
-        return "tty"
-    if annotation.startswith("/dev/"):
-        return "device"
-    if annotation.startswith("/"):
-        return "file"
-    if annotation.startswith("pipe:"):
-        return "pipe"
-    head = annotation.split(":", 1)[0]
-    if head.startswith(("TCP", "UDP", "UNIX", "NETLINK", "socket", "RAW", "SCTP", "PACKET")):
-        return "socket"
-    if head == "anon_inode":
-        return "other"
-    return "unknown"
 
 
 def canonical(name: str) -> str:
@@ -219,81 +193,6 @@ class Report:
         return self.zero_copy_bytes / self.payload_bytes if self.payload_bytes else None
 
 
-def _fds(call: Call) -> tuple[str | None, str | None]:
-    """(source, sink) annotations of a data call; None is user memory or an unnamed fd."""
-    names = [what for _, what in call.fds]
-    first = names[0] if names else None
-    second = names[1] if len(names) > 1 else None
-    name = canonical(call.name)
-    if name == "sendfile":  # sendfile(out_fd, in_fd, ...)
-        return second, first
-    if name in ZERO_COPY:  # splice/copy_file_range/tee(in, ..., out, ...)
-        return first, second
-    if name in READS:
-        return first, None
-    return None, first
-
-
-def tgids_from_calls(
-    calls: Iterable[Call], known: Mapping[int, int] | None = None
-) -> dict[int, int]:
-    """Map every thread id to its process id, from traced clone/fork calls.
-
-    A clone with ``CLONE_THREAD`` makes a thread of the caller's process; any
-    other makes a new process. Ids never seen to be born are their own process.
-
-    >>> c = Call(10, "clone3", "{flags=CLONE_VM|CLONE_THREAD}, 88", 11, None)
-    >>> tgids_from_calls([c])
-    {10: 10, 11: 10}
-    """
-    tgid: dict[int, int] = dict(known or {})
-    for c in calls:
-        if c.name not in ("clone", "clone3", "fork", "vfork") or c.ret is None or c.ret <= 0:
-            continue
-        parent = tgid.setdefault(c.pid, c.pid)
-        tgid[c.ret] = parent if "CLONE_THREAD" in c.args else c.ret
-    return tgid
-
-
-def events_from_strace(
-    calls: Iterable[Call], known_tgids: Mapping[int, int] | None = None
-) -> list[Event]:
-    """The data events of a parsed strace trace, grouped by process.
-
-    >>> line = '7 sendfile(5<TCP:[a->b]>, 3</f>, [0] => [4096], 4096) = 4096'
-    >>> from zcopy.tools.strace import parse_lines
-    >>> e = events_from_strace(parse_lines([line]))[0]
-    >>> (e.src_kind, e.dst_kind, e.nbytes)
-    ('file', 'socket', 4096)
-    """
-    calls = list(calls)
-    tgid = tgids_from_calls(calls, known_tgids)
-    events = []
-    for c in calls:
-        name = canonical(c.name)
-        if name not in ZERO_COPY and name not in READS and name not in WRITES:
-            continue
-        if c.ret is None and c.error is None:
-            continue  # cut short by an exit: it returned nothing
-        src, dst = _fds(c)
-        err = c.error is not None
-        events.append(
-            Event(
-                group=tgid.get(c.pid, c.pid),
-                syscall=name,
-                src=src,
-                dst=dst,
-                src_kind=kind_of(src),
-                dst_kind=kind_of(dst),
-                nbytes=c.ret if c.ret is not None and c.ret > 0 and not err else 0,
-                errors=1 if err and c.error not in _EAGAIN else 0,
-                eagain=1 if c.error in _EAGAIN else 0,
-                thread=c.pid,
-            )
-        )
-    return events
-
-
 @dataclass(slots=True)
 class _Pending:
     """Bytes read (or spliced into a pipe) that wait for the call that passes them on."""
@@ -370,9 +269,9 @@ def pair(events: Iterable[Event]) -> list[Flow]:
     for queue in reads.values():
         for p in queue:
             flows.take(p, MEMORY, Via.INTO_MEMORY, p.left)
-    for (_, pipe_name), queue in piped.items():
+    for queue in piped.values():  # spliced into a pipe and never out: they stay in the pipe
         for p in queue:
-            flows.take(p, kind_of(pipe_name) if pipe_name else "pipe", Via.ZERO_COPY, p.left)
+            flows.take(p, "pipe", Via.ZERO_COPY, p.left)
     return sorted(flows.by_key.values(), key=lambda f: -f.bytes)
 
 

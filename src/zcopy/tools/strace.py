@@ -1,6 +1,7 @@
 """Run or attach strace and parse what it prints: the outside witness of which route ran.
 
-Parsing is pure (``parse_lines``) so it is tested on recorded output; running
+Parsing is pure (``parse_lines``, then ``events_from_strace`` for the
+analysis in ``flows.py``) so it is tested on recorded output; running
 (``record``) is a thin wrapper. strace is asked for ``-f -yy -e trace=...`` so every line
 carries its pid and every fd its endpoint (``5</tmp/f>``, ``6<TCP:[...]>``),
 and for ``-s 0`` so no payload is ever copied into the trace.
@@ -22,10 +23,11 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from . import _proc
+from .flows import MEMORY, READS, WRITES, ZERO_COPY, Event, canonical
 
 DATA_SYSCALLS = (
     "sendfile", "sendfile64", "splice", "copy_file_range", "tee", "vmsplice",
@@ -202,6 +204,109 @@ def attach_command(
     for pid in pids:
         argv += ["-p", str(pid)]
     return argv
+
+
+# --- from calls to events ------------------------------------------------------------------
+
+_EAGAIN = frozenset({"EAGAIN", "EWOULDBLOCK"})
+
+
+def kind_of(annotation: str | None) -> str:
+    """The endpoint kind behind an strace ``-yy`` fd annotation.
+
+    >>> [kind_of(a) for a in ("/tmp/f", "TCP:[1.2.3.4:5->6.7.8.9:10]", "pipe:[7]", None)]
+    ['file', 'socket', 'pipe', 'memory']
+    """
+    if annotation is None:
+        return MEMORY
+    if annotation.startswith(("/dev/pts/", "/dev/tty", "/dev/console")):
+        return "tty"
+    if annotation.startswith("/dev/"):
+        return "device"
+    if annotation.startswith("/"):
+        return "file"
+    if annotation.startswith("pipe:"):
+        return "pipe"
+    head = annotation.split(":", 1)[0]
+    if head.startswith(("TCP", "UDP", "UNIX", "NETLINK", "socket", "RAW", "SCTP", "PACKET")):
+        return "socket"
+    if head == "anon_inode":
+        return "other"
+    return "unknown"
+
+
+def _fds(call: Call) -> tuple[str | None, str | None]:
+    """(source, sink) annotations of a data call; None is user memory or an unnamed fd."""
+    names = [what for _, what in call.fds]
+    first = names[0] if names else None
+    second = names[1] if len(names) > 1 else None
+    name = canonical(call.name)
+    if name == "sendfile":  # sendfile(out_fd, in_fd, ...)
+        return second, first
+    if name in ZERO_COPY:  # splice/copy_file_range/tee(in, ..., out, ...)
+        return first, second
+    if name in READS:
+        return first, None
+    return None, first
+
+
+def tgids_from_calls(
+    calls: Iterable[Call], known: Mapping[int, int] | None = None
+) -> dict[int, int]:
+    """Map every thread id to its process id, from traced clone/fork calls.
+
+    A clone with ``CLONE_THREAD`` makes a thread of the caller's process; any
+    other makes a new process. Ids never seen to be born are their own process.
+
+    >>> c = Call(10, "clone3", "{flags=CLONE_VM|CLONE_THREAD}, 88", 11, None)
+    >>> tgids_from_calls([c])
+    {10: 10, 11: 10}
+    """
+    tgid: dict[int, int] = dict(known or {})
+    for c in calls:
+        if c.name not in ("clone", "clone3", "fork", "vfork") or c.ret is None or c.ret <= 0:
+            continue
+        parent = tgid.setdefault(c.pid, c.pid)
+        tgid[c.ret] = parent if "CLONE_THREAD" in c.args else c.ret
+    return tgid
+
+
+def events_from_strace(
+    calls: Iterable[Call], known_tgids: Mapping[int, int] | None = None
+) -> list[Event]:
+    """The data events of a parsed strace trace, grouped by process.
+
+    >>> line = '7 sendfile(5<TCP:[a->b]>, 3</f>, [0] => [4096], 4096) = 4096'
+    >>> e = events_from_strace(parse_lines([line]))[0]
+    >>> (e.src_kind, e.dst_kind, e.nbytes)
+    ('file', 'socket', 4096)
+    """
+    calls = list(calls)
+    tgid = tgids_from_calls(calls, known_tgids)
+    events = []
+    for c in calls:
+        name = canonical(c.name)
+        if name not in ZERO_COPY and name not in READS and name not in WRITES:
+            continue
+        if c.ret is None and c.error is None:
+            continue  # cut short by an exit: it returned nothing
+        src, dst = _fds(c)
+        err = c.error is not None
+        events.append(
+            Event(
+                group=tgid.get(c.pid, c.pid),
+                syscall=name,
+                src=src,
+                dst=dst,
+                src_kind=kind_of(src),
+                dst_kind=kind_of(dst),
+                nbytes=c.ret if c.ret is not None and c.ret > 0 and not err else 0,
+                errors=1 if err and c.error not in _EAGAIN else 0,
+                eagain=1 if c.error in _EAGAIN else 0,
+                thread=c.pid,
+            )
+        )
+    return events
 
 
 # --- running it ----------------------------------------------------------------------------

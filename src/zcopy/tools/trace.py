@@ -21,7 +21,7 @@ from pathlib import Path
 from ..daemon.log import say, startup_failed
 from . import bpftrace, strace
 from ._proc import TraceError
-from .flows import MIN_BYTES, Report, Verdict, analyse, events_from_strace
+from .flows import MIN_BYTES, Report, Verdict, analyse
 from .report import render_json, render_text
 
 VERDICTS = tuple(v.value for v in Verdict)
@@ -167,7 +167,7 @@ def trace(
         events = bpftrace.record(cmd, pid, seconds)
         return analyse(events, backend="bpftrace", min_bytes=min_bytes, notes=[bpftrace.NOTE])
     calls, tgids = strace.record(cmd, pid, seconds, keep_trace)
-    return analyse(events_from_strace(calls, tgids), backend="strace", min_bytes=min_bytes)
+    return analyse(strace.events_from_strace(calls, tgids), backend="strace", min_bytes=min_bytes)
 
 
 def choose_backend(backend: str, *, attach: bool) -> str:
