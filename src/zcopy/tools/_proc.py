@@ -513,13 +513,16 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def parse_mem_total(meminfo: str) -> int | None:
-    """``MemTotal`` in bytes from the text of ``/proc/meminfo``.
+def meminfo_bytes(meminfo: str, key: str) -> int | None:
+    """One ``/proc/meminfo`` figure (``MemTotal``, ``MemAvailable``...) in bytes, from its text.
 
-    >>> parse_mem_total("MemTotal:       2048 kB\\nMemFree: 1 kB\\n")
-    2097152
+    >>> text = "MemTotal:       2048 kB\\nMemAvailable:     64 kB\\n"
+    >>> meminfo_bytes(text, "MemTotal"), meminfo_bytes(text, "MemAvailable")
+    (2097152, 65536)
+    >>> meminfo_bytes(text, "SwapTotal") is None
+    True
     """
-    m = re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.M)
+    m = re.search(rf"^{re.escape(key)}:\s+(\d+) kB", meminfo, re.M)
     return int(m[1]) * 1024 if m else None
 
 
@@ -540,7 +543,7 @@ def facts() -> dict[str, object]:
     ['clock_ticks_per_s', 'cpu', 'cpus', 'hypervisor']
     """
     cpuinfo = _read("/proc/cpuinfo") or ""
-    mem = parse_mem_total(_read("/proc/meminfo") or "")
+    mem = meminfo_bytes(_read("/proc/meminfo") or "", "MemTotal")
     return {
         "cpu": cpu_model(cpuinfo) if cpuinfo else platform.processor() or "unknown CPU",
         "cpus": usable_cpus(),

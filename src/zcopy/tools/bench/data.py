@@ -10,6 +10,8 @@ import os
 import zlib
 from pathlib import Path
 
+from zcopy.tools._proc import meminfo_bytes
+
 _CHUNK = 4 << 20
 # Room left beside the file for strace output and the children's stderr.
 _MARGIN = 64 << 20
@@ -86,23 +88,11 @@ def crc_of(path: Path) -> int:
     return crc
 
 
-def mem_available(meminfo: str) -> int | None:
-    """``MemAvailable`` in bytes from the text of ``/proc/meminfo``.
-
-    >>> mem_available("MemTotal: 100 kB\\nMemAvailable:  2048 kB\\n")
-    2097152
-    """
-    for line in meminfo.splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
 def fits_in_memory(size: int) -> bool:
     """Whether a file of ``size`` bytes can stay in the page cache with room to spare."""
     try:
         with open("/proc/meminfo") as f:
-            avail = mem_available(f.read())
+            avail = meminfo_bytes(f.read(), "MemAvailable")
     except OSError:
         return True
     return avail is None or size < avail * 0.8
