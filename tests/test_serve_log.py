@@ -90,3 +90,13 @@ def test_a_failing_log_turns_itself_off(tmp_path: Path) -> None:
     finally:
         signal.signal(signal.SIGPIPE, old)
         log.close()
+
+
+def test_a_line_longer_than_a_batch_is_written_whole(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    log = AccessLog(str(path))
+    log.write("h", "GET / HTTP/1.1", 200, 1, None, "u" * 100_000)  # over the 64 KiB batch
+    log.write("h", "GET /next HTTP/1.1", 200, 1, None, None)
+    log.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and lines[0].endswith('"' + "u" * 100_000 + '"')

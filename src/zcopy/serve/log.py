@@ -41,6 +41,8 @@ def clf_time(ts: float) -> str:
 def _quote(value: str | None) -> str:
     if value is None:
         return '"-"'
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'  # the usual case, checked in C: nothing to escape
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     escaped = "".join(c if 0x20 <= ord(c) < 0x7F else f"\\x{ord(c):02x}" for c in escaped)
     return f'"{escaped}"'
@@ -153,23 +155,23 @@ class AccessLog:
             return
         if self._fd < 0:
             return
-        batch: list[bytes] = []
-        size = 0
+        data = ("\n".join(lines) + "\n").encode("utf-8", "replace")
+        view = memoryview(data)
+        start, total = 0, len(data)
         try:
-            for line in lines:
-                data = line.encode("utf-8", "replace") + b"\n"
-                if size + len(data) > self._chunk and batch:
-                    self._write(b"".join(batch))
-                    batch, size = [], 0
-                batch.append(data)
-                size += len(data)
-            self._write(b"".join(batch))
+            while start < total:
+                end = total
+                if total - start > self._chunk:  # cut after the last whole line that fits
+                    end = data.rfind(b"\n", start, start + self._chunk) + 1
+                    if end <= start:  # one line longer than a chunk: whole all the same
+                        end = data.index(b"\n", start) + 1
+                self._write(view[start:end])
+                start = end
         except OSError as exc:  # a full disk or a closed pipe must not stop the server
             error(f"access log: {exc.strerror or exc}; access logging turned off")
             self.enabled = False
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
+    def _write(self, view: memoryview) -> None:
         while view:
             try:
                 n = os.write(self._fd, view)
