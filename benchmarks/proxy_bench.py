@@ -38,7 +38,7 @@ from pathlib import Path
 from _common import ROOT, wait_listening
 
 from zcopy.tools import strace
-from zcopy.tools._proc import cpu_of, free_port, median
+from zcopy.tools._proc import cpu_of, fd_targets, free_port, median
 
 HERE = Path(__file__).resolve().parent
 GIB = 1 << 30
@@ -127,11 +127,7 @@ def cpu_per_gib(pid: int, port: int, size: int, reps: int) -> list[float]:
 
 
 def pipe_fds(pid: int) -> int:
-    n = 0
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            n += os.readlink(f"/proc/{pid}/fd/{name}").startswith("pipe:")
-    return n
+    return sum(target.startswith("pipe:") for target in fd_targets(pid))
 
 
 async def many(port: int, pid: int, idle: int, busy: int, each: int) -> dict[str, object]:

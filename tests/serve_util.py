@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from zcopy.tools._proc import fd_targets
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 _ANNOUNCE = re.compile(r"http://[^:]+:(\d+)/ \(pid (\d+)")
 
@@ -89,13 +91,7 @@ class ServeProc:
 
     def fds(self) -> list[str]:
         """What the server process's fds point at."""
-        out = []
-        for name in os.listdir(f"/proc/{self.pid}/fd"):
-            try:
-                out.append(os.readlink(f"/proc/{self.pid}/fd/{name}"))
-            except OSError:
-                pass
-        return out
+        return fd_targets(self.pid)
 
     def connect(self, timeout: float = 10) -> socket.socket:
         """A client socket connected to the server."""

@@ -24,6 +24,7 @@ from zcopy.asgi import Delivery, FileResponse
 from zcopy.asgi.delivery import CHUNK
 from zcopy.asgi.types import Message
 from zcopy.serve.conditional import http_date
+from zcopy.tools._proc import fd_targets
 
 SIZE = 2 * CHUNK + 12345  # three read-loop chunks, the last one short
 
@@ -254,13 +255,7 @@ def _server_rchar(server: Uvicorn) -> int:
 
 def _fds(server: Uvicorn) -> list[str]:
     """What the uvicorn process's fds point at."""
-    out = []
-    for name in os.listdir(f"/proc/{server.proc.pid}/fd"):
-        try:
-            out.append(os.readlink(f"/proc/{server.proc.pid}/fd/{name}"))
-        except OSError:
-            pass
-    return out
+    return fd_targets(server.proc.pid)
 
 
 def _fetch_some_then_leave(server: Uvicorn, path: Path, nbytes: int) -> None:

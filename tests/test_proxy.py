@@ -23,6 +23,7 @@ import pytest
 from conftest import SRC, Drain, require_strace
 
 from zcopy.tools import strace
+from zcopy.tools._proc import fd_targets
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -166,11 +167,7 @@ class Proxy:
         return json.loads(line.split("stats-json ", 1)[1])  # type: ignore[no-any-return]
 
     def fds(self) -> list[str]:
-        out = []
-        for name in os.listdir(f"/proc/{self.pid}/fd"):
-            with contextlib.suppress(OSError):
-                out.append(os.readlink(f"/proc/{self.pid}/fd/{name}"))
-        return out
+        return fd_targets(self.pid)
 
     def stop(self, timeout: float = 20) -> int:
         if self.proc.poll() is None:

@@ -147,6 +147,27 @@ def tracer_of(pid: int) -> int:
     return 0
 
 
+def fd_targets(pid: int) -> list[str]:
+    """What the open fds of ``pid`` point at (``/proc/PID/fd`` links); [] when it is gone.
+
+    >>> r, w = os.pipe()
+    >>> sum(t.startswith("pipe:") for t in fd_targets(os.getpid())) >= 2
+    True
+    >>> os.close(r); os.close(w)
+    """
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except OSError:  # closed while we looked
+            continue
+    return out
+
+
 def parse_memory(status: str) -> tuple[int, int]:
     """(VmRSS, VmHWM) in KiB from the text of ``/proc/PID/status`` (0 when absent).
 
