@@ -83,6 +83,7 @@ def test_the_default_table_fits_80_columns_and_wide_has_every_column(quick: Any)
     assert table[0].split() == ["mode", "route", "CPU", "ms/GiB", "x", "raw", "syscalls"]
     assert all(len(ln) <= 80 for ln in table), table
     assert "\u2501" not in proc.stdout and "\x1b[" not in proc.stdout  # a pipe: plain text
+    assert "\u2501" not in proc.stderr and "raw (cpu): 2 of 2 transfers" in proc.stderr
     wide = report.plain_table(report.table_rows(doc, wide=True)).splitlines()
     assert "ms/GiB excl. softirq" in wide[0] and "busy %" in wide[0] and len(wide[0]) > 80
 
@@ -116,6 +117,7 @@ def test_no_color_on_a_terminal_gets_the_plain_table(tmp_path: Path) -> None:
     assert not re.search(r"\x1b\[[0-9;]*(?:3[0-9]|4[0-9]|9[0-7])(?:;[0-9;]*)?m", text), "colour"
     table = next(ln for ln in text.splitlines() if ln.startswith("mode "))
     assert table.split() == ["mode", "route", "CPU", "ms/GiB", "x", "raw", "syscalls"]
+    assert "raw (cpu): 2 of 2 transfers" in text and "\u2501" not in text  # no redrawn bars
 
 
 def test_every_pass_says_how_busy_the_servers_core_was(quick: Any) -> None:

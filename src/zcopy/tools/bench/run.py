@@ -154,8 +154,11 @@ def _run_plan(plan: list[tuple[str, str, int]], spec: Any, results: Results, wor
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     total = sum(n for _, _, n in plan)
+    # A pipe, a file or NO_COLOR gets one plain line per pass instead of redrawn bars.
+    plain = not console.is_terminal or console.no_color
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("transfers"), TimeElapsedColumn(), console=console) as progress:
+                  TextColumn("transfers"), TimeElapsedColumn(), console=console,
+                  disable=plain) as progress:
         overall = progress.add_task("all passes", total=total)
         for i, (kind, mode, transfers) in enumerate(plan):
             if mode in results.doc["failed"] or mode in results.doc["skipped"]:
@@ -172,6 +175,8 @@ def _run_plan(plan: list[tuple[str, str, int]], spec: Any, results: Results, wor
                            flamegraph=out / f"flamegraph-{mode}.svg"
                            if kind == "flamegraph" else None)
             progress.advance(overall, transfers - got.transfers_ok)
+            if plain and got.error is None:
+                console.print(f"{mode} ({kind}): {got.transfers_ok} of {transfers} transfers")
             _record(kind, mode, got, results, console)
 
 
