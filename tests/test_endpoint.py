@@ -244,6 +244,15 @@ async def _served(
     return server, client
 
 
+async def _accepted(transports: list[asyncio.Transport]) -> asyncio.Transport:
+    """The server side's transport, once connection_made has run."""
+    for _ in range(1000):
+        if transports:
+            return transports[0]
+        await asyncio.sleep(0.01)
+    raise AssertionError("the server never saw the connection")
+
+
 class _Keep(asyncio.Protocol):
     transports: list[asyncio.Transport]
 
@@ -262,9 +271,7 @@ def test_transport_socket_is_a_socket_for_copy_and_acopy(src_file: Path) -> None
         transports: list[asyncio.Transport] = []
         server, client = await _served(lambda: _Keep(transports))
         async with server:
-            while not transports:
-                await asyncio.sleep(0.01)
-            tsock = transports[0].get_extra_info("socket")
+            tsock = (await _accepted(transports)).get_extra_info("socket")
             assert type(tsock).__name__ == "TransportSocket"
             with open(big, "rb") as f:
                 plan = zcopy.explain(tsock, f)
@@ -292,9 +299,7 @@ def test_transport_socket_of_a_tls_transport_is_refused(tmp_path: Path) -> None:
         )
         async with server:
             await asyncio.to_thread(client.do_handshake)
-            while not transports:
-                await asyncio.sleep(0.01)
-            tsock = transports[0].get_extra_info("socket")
+            tsock = (await _accepted(transports)).get_extra_info("socket")
             with pytest.raises(ValueError, match="TLS transport"):
                 zcopy.explain(tsock, b"plaintext")
             transports[0].close()
@@ -308,9 +313,7 @@ def test_transport_socket_with_unsent_bytes_is_refused() -> None:
         transports: list[asyncio.Transport] = []
         server, client = await _served(lambda: _Keep(transports))
         async with server:
-            while not transports:
-                await asyncio.sleep(0.01)
-            transport = transports[0]
+            transport = await _accepted(transports)
             transport.write(b"z" * (64 << 20))  # the client never reads: most stays buffered
             tsock = transport.get_extra_info("socket")
             with pytest.raises(ValueError, match="unsent bytes"):
