@@ -64,9 +64,17 @@ def test_wrapped(tmp_path):
 
 def test_unmarked_wrapped(tmp_path):
     send(tmp_path, JustReader)
+
+@pytest.mark.zero_copy
+def test_fallback_in_a_loop():
+    import io
+    for _ in range(12):
+        zcopy.copy(io.BytesIO(), JustReader(io.BytesIO(b"abc")))
 ''')
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["zcopy copy fell back to user space (12 of them):",
+                                 "  ... and 2 more"])
     result.stdout.fnmatch_lines([
         "*_ test_wrapped _*",
         "zcopy copy fell back to user space (1 of them):",

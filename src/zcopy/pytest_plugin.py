@@ -39,6 +39,8 @@ from ._stats import CopyEvent, listeners
 # value is a file the child writes one byte to as the test's body starts and one as it ends,
 # so only the body is judged (not collection, fixtures, or pytest's own bookkeeping).
 UNDER_STRACE_ENV = "ZCOPY_PYTEST_UNDER_STRACE"
+# Fallbacks listed in a failure message; the rest are counted.
+SHOWN = 10
 # A re-run under strace that takes longer than this is a hang, not a proof.
 STRACE_TIMEOUT = 300.0
 
@@ -85,8 +87,11 @@ def describe(fell: list[CopyEvent]) -> str:
     """
     lines = [f"zcopy copy fell back to user space ({len(fell)} of them):"]
     lines += [
-        f"  {Route(c.route).label}, {c.nbytes:,} bytes, at {c.site}: {c.reason}" for c in fell
+        f"  {Route(c.route).label}, {c.nbytes:,} bytes, at {c.site}: {c.reason}"
+        for c in fell[:SHOWN]
     ]
+    if len(fell) > SHOWN:  # a copy in a loop: the first ones say it all
+        lines.append(f"  ... and {len(fell) - SHOWN} more")
     return "\n".join(lines)
 
 
