@@ -68,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--keep-trace", metavar="FILE", help="keep the raw strace output here")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...] to run")
+    parser.epilog = (
+        f"exit status: the command's own (as time and strace give it); {EXPECT_MISSED} when "
+        f"--expect is not met; {CANNOT_TRACE} when no trace could be taken; 0 with --pid"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
