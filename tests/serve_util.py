@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from zcopy.tools._proc import fd_targets
+from zcopy.tools._proc import cpu_of, fd_targets
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 _ANNOUNCE = re.compile(r"http://[^:]+:(\d+)/ \(pid (\d+)")
@@ -176,8 +176,7 @@ def get(
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_of(pid).ticks
 
 
 def request_bytes(path: str, *extra: str, version: str = "1.1", method: str = "GET") -> bytes:

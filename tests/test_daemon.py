@@ -22,6 +22,7 @@ from conftest import SRC
 
 from zcopy import daemon
 from zcopy.daemon.log import format_line
+from zcopy.tools._proc import alive, children
 
 # A daemon whose workers answer each connection with their pid. argv: mode, workers.
 DEMO = r"""
@@ -95,8 +96,7 @@ class Demo:
 
     def workers(self) -> set[int]:
         """The daemon's live child processes."""
-        path = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
-        return {int(p) for p in open(path).read().split()}
+        return set(children(self.proc.pid))
 
     def finish(self, timeout: float = 20) -> tuple[int, str]:
         """Wait for the exit; return (status, stderr)."""
@@ -134,10 +134,7 @@ def wait_until(cond: object, timeout: float = 10) -> None:
 
 
 def gone(pid: int) -> bool:
-    try:
-        return "Z" in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
+    return not alive(pid)
 
 
 # --- listen -----------------------------------------------------------------------------

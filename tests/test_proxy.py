@@ -23,7 +23,7 @@ import pytest
 from conftest import SRC, Drain, require_strace
 
 from zcopy.tools import strace
-from zcopy.tools._proc import fd_targets
+from zcopy.tools._proc import children, fd_targets
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -130,8 +130,7 @@ class Proxy:
         self.port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line)[1])  # type: ignore[index]
         self.pid = self.proc.pid
         if prefix:  # under strace: signals go to the traced proxy, strace's child
-            kids = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-            self.pid = int(kids[0])
+            self.pid = children(self.pid)[0]
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -483,7 +482,7 @@ def test_startup_errors_are_one_line_and_a_status(
 
 
 def _worker_pids(pid: int) -> set[int]:
-    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    return set(children(pid))
 
 
 def test_workers_share_one_socket_and_each_serves(echo: EchoServer) -> None:

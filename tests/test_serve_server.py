@@ -15,6 +15,8 @@ import pytest
 from conftest import require_strace
 from serve_util import Response, ServeProc, get, raw_request, read_response, wait_for
 
+from zcopy.tools._proc import alive, children
+
 BIG = 48 * 1024 * 1024
 
 
@@ -522,27 +524,16 @@ def test_workers(big_site: Path) -> None:
     import json
 
     with ServeProc(big_site, "--workers", "2", "--stats") as proc:
-        def children() -> list[int]:
-            kids = []
-            for pid in filter(str.isdigit, os.listdir("/proc")):
-                try:
-                    stat = Path(f"/proc/{pid}/stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == proc.pid:
-                    kids.append(int(pid))
-            return kids
-
-        wait_for(lambda: len(children()) == 2, what="two workers")
+        wait_for(lambda: len(children(proc.pid)) == 2, what="two workers")
         for _ in range(20):
             assert get(proc.port, "/a.txt").body == b"a\n"
-        kids = children()
+        kids = children(proc.pid)
         # SO_REUSEPORT spreads connections over both (all 40 on one: odds about 1e-12).
         served_by = {json.loads(get(proc.port, "/_zcopy/stats").body)["pid"] for _ in range(40)}
         assert served_by == set(kids)
         assert proc.stop() == 0
         for kid in kids:
-            assert not Path(f"/proc/{kid}").exists() or "Z" in Path(f"/proc/{kid}/stat").read_text()
+            assert not alive(kid)
     time.sleep(0)
 
 

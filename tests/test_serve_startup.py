@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from serve_util import ServeProc, get, wait_for
 
+from zcopy.tools._proc import children
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d zcopy serve\[\d+\]: "
 
@@ -194,8 +196,7 @@ def test_workers_log_to_one_file_and_share_one_socket(site: Path, tmp_path: Path
 
 def test_a_killed_worker_is_replaced(site: Path) -> None:
     with serving(site, "--workers", "2") as s:
-        kids = {int(p) for p in
-                Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read_text().split()}
+        kids = set(children(s.proc.pid))
         victim = kids.pop()
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: f"worker {victim} was killed by SIGKILL; starting a new one"

@@ -65,14 +65,11 @@ def parent_of(pid: int) -> int | None:
     return int(_stat_fields(stat)[1]) if stat else None
 
 
-def descendants(root: int) -> list[int]:
-    """``root`` and every live process below it, parents first.
+def _children_map() -> dict[int, list[int]]:
+    """Parent pid -> its children's pids (zombies too), from one scan of ``/proc``.
 
-    One scan of ``/proc`` builds the parent -> children map: it does not rely
-    on ``/proc/PID/task/TID/children`` (``CONFIG_PROC_CHILDREN``).
-
-    >>> descendants(os.getpid())[0] == os.getpid()
-    True
+    It does not rely on ``/proc/PID/task/TID/children`` (``CONFIG_PROC_CHILDREN``),
+    which also lists only the children one thread forked.
     """
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -80,11 +77,34 @@ def descendants(root: int) -> list[int]:
             parent = parent_of(int(entry))
             if parent is not None:
                 children.setdefault(parent, []).append(int(entry))
+    return children
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started that have not been reaped yet, oldest pid first.
+
+    >>> import subprocess
+    >>> child = subprocess.Popen(["sleep", "5"])
+    >>> child.pid in children(os.getpid())
+    True
+    >>> child.kill(); child.wait()
+    -9
+    """
+    return sorted(_children_map().get(pid, []))
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every live process below it, parents first.
+
+    >>> descendants(os.getpid())[0] == os.getpid()
+    True
+    """
+    tree = _children_map()
     found, todo = [], [root]
     while todo:
         pid = todo.pop(0)
         found.append(pid)
-        todo += sorted(children.get(pid, []))
+        todo += sorted(tree.get(pid, []))
     return found
 
 
