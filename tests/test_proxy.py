@@ -23,7 +23,7 @@ import pytest
 from conftest import SRC, Drain, require_strace
 
 from zcopy.tools import strace
-from zcopy.tools._proc import children, fd_targets
+from zcopy.tools._proc import children, fd_targets, free_port
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -96,13 +96,6 @@ def echo() -> Iterator[EchoServer]:
         yield server
     finally:
         server.close()
-
-
-def dead_port() -> int:
-    """A port nobody listens on (bound then closed: connecting is refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proxy:
@@ -245,7 +238,7 @@ def test_zcopy_proxy_subcommand_relays(echo: EchoServer) -> None:
 
 
 def test_refused_upstream_is_skipped_for_the_next(echo: EchoServer) -> None:
-    down = dead_port()
+    down = free_port()
     with running(down, echo.port) as proxy:
         for i in range(4):  # round-robin puts the dead one first every other time
             assert roundtrip(proxy, b"hello %d" % i) == b"hello %d" % i
@@ -254,7 +247,7 @@ def test_refused_upstream_is_skipped_for_the_next(echo: EchoServer) -> None:
 
 
 def test_all_upstreams_down_closes_client_promptly_and_logs() -> None:
-    with running(dead_port(), dead_port()) as proxy, proxy.connect() as c:
+    with running(free_port(), free_port()) as proxy, proxy.connect() as c:
         c.settimeout(10)
         assert c.recv(10) == b""
         proxy.wait_for(r"client 127\.0\.0\.1:\d+ closed: no upstream accepted")
