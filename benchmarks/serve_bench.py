@@ -836,8 +836,10 @@ def run_all(res: dict[str, Any], args: argparse.Namespace, live: list[Server], t
                                  clients, rss_s)
     if "strace" not in args.skip:
         res["strace"] = {}
-        if not strace.available():
-            res["strace"][ZCOPY] = {"skipped": "strace missing or not permitted"}
+        why = strace.unavailable_reason()
+        if why is not None:
+            print(f"SKIP strace: {why}", flush=True)
+            res["strace"][ZCOPY] = {"skipped": why}
             return
         print("4. strace: whole file, a range, small files", flush=True)
         for s in live:
