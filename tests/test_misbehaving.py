@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,21 @@ def test_read_returning_more_than_asked_is_refused() -> None:
 
     with pytest.raises(ValueError, match="more than asked"):
         zcopy.copy(io.BytesIO(), Greedy(), 10)
+
+
+@pytest.mark.parametrize(
+    ("lie", "error"), [(None, TypeError), (-3, ValueError), (1 << 20, ValueError)]
+)
+def test_socket_subclass_send_lie_is_refused(lie: object, error: type[Exception]) -> None:
+    """A socket subclass is used through its send(): what it returns is checked too."""
+
+    class Liar(socket.socket):
+        def send(self, data: Any, flags: int = 0) -> Any:
+            return lie
+
+    a = Liar(socket.AF_UNIX, socket.SOCK_STREAM)
+    b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with a, b:
+        with pytest.raises(error, match=r"send\(\) returned") as info:
+            zcopy.copy(a, b"abc")
+        assert info.value.bytes_copied == 0  # type: ignore[attr-defined]

@@ -261,3 +261,26 @@ def test_strace_no_kernel_route_touches_the_tls_fd(
     got = sum(c.ret or 0 for c in on(receiving) if c.name in READS and c.ok)
     # TLS adds a header and a tag to every record: what crossed the fds is ciphertext.
     assert sent > len(DATA) and got > len(DATA), (sent, got)
+
+
+def test_tls_to_tls_on_the_loop_both_nonblocking(cert: Cert) -> None:
+    """A TLS-terminating relay's inner step: plaintext from one TLS connection into another."""
+    up_client, up_server = tls_pair(cert)
+    down_client, down_server = tls_pair(cert)
+    with up_client, up_server, down_client, down_server:
+
+        def send() -> None:
+            up_server.sendall(DATA)
+            up_server.shutdown(socket.SHUT_WR)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        reader = Reader(down_server)
+        up_client.setblocking(False)
+        down_client.setblocking(False)
+        n = asyncio.run(asyncio.wait_for(zcopy.acopy(down_client, up_client), 30))
+        assert n == len(DATA)
+        sender.join(10)
+        down_client.setblocking(True)
+        down_client.shutdown(socket.SHUT_WR)
+        assert reader.result() == DATA

@@ -257,8 +257,12 @@ def copy(
     peer that goes away mid-copy raises ``BrokenPipeError`` or
     ``ConnectionResetError``. Files in ``/proc`` and ``/sys`` (size 0, yet
     content) have their content copied; a file that shrinks while it is sent
-    stops the copy at its new end (never padded). An ``O_APPEND`` sink takes
-    the user-space route, since the kernel's routes refuse it.
+    stops the copy at its new end (never padded). An ``O_APPEND`` file sink
+    takes the user-space route, since the kernel's routes refuse it (on a pipe
+    O_APPEND means nothing, and splice stays). ``copy(f, f)`` through one
+    position raises ``ValueError``. A TLS socket, or a file object over one,
+    is written and read through its own methods, never its fd; a count an
+    object returns that cannot be true raises ``TypeError``/``ValueError``.
 
     >>> import io, zcopy
     >>> out = io.BytesIO()

@@ -247,6 +247,8 @@ def transport_of(fd: int) -> Any:
 
 
 _PLAIN_TYPES = frozenset({io.FileIO, socket.SocketIO})
+# Bytes already in this process: a source is written straight from them (exact types first).
+_MEMORY_TYPES = frozenset({bytes, bytearray, memoryview, io.BytesIO, mmap.mmap})
 _BUFFERED_TYPES = frozenset({io.BufferedReader, io.BufferedWriter, io.BufferedRandom})
 # The types zcopy knows byte-for-byte: a subclass of one of them is told apart in explain().
 _KNOWN = (
@@ -342,6 +344,11 @@ def _classify(obj: Any, role: str) -> Endpoint:
         return _from_file_object(obj, role)
     if kind is socket.socket:
         return _from_socket(obj, role)
+    if kind in _MEMORY_TYPES:
+        if role == "src":
+            return _from_buffer(obj, role)
+        if kind is io.BytesIO:
+            return _object(obj, role, False)
     if isinstance(obj, bool):
         raise TypeError(f"{role} must be a file, socket, fd, buffer or stream, not bool")
     if isinstance(obj, int):
@@ -371,6 +378,12 @@ def _classify(obj: Any, role: str) -> Endpoint:
         raise TypeError(f"src {name} has no read()/readinto() and is not a buffer, file or socket")
     if role == "dst" and not hasattr(obj, "write"):
         raise TypeError(f"dst {name} has no write() and is not a file, socket or fd")
+    return _object(obj, role, spooled)
+
+
+def _object(obj: Any, role: str, spooled: bool) -> Endpoint:
+    """An endpoint reached only through the object's own methods, with the reason why."""
+    name = type(obj).__name__
     if getattr(obj, "closed", False) is True:
         raise ValueError(f"{role} {name} is closed")
     ep = Endpoint(role, Kind.OBJECT, f"a {name}", obj)

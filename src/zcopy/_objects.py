@@ -69,10 +69,9 @@ def write_some(t: _transfer.Transfer, part: memoryview) -> Generator[_transfer.W
                 continue
             n = t.box[-1]
             if not (type(n) is int and 0 < n <= len(part)):
-                t.box.pop()
-                n = _count(dst, "send", n, len(part))
-                t.box.append(n)
-            return _accepted(t, t.settle())
+                t.box.pop()  # never accounted for as it stands
+                t.box.append(_accepted(t, _count(dst, "send", n, len(part))))
+            return t.settle()
     while True:
         try:
             r = obj.write(part)
