@@ -580,9 +580,12 @@ def test_file_sink_position_advances(tmp_path: Path, src_kind: str, dst_kind: st
     fd = os.open(path, os.O_WRONLY)
     os.lseek(fd, 4, os.SEEK_SET)
     dst: object = fd if dst_kind == "raw-fd" else io.FileIO(fd, "w", closefd=False)
+    route, _ = expected_route(src_kind, "file")  # a raw fd or FileIO on a file is a file
     try:
         with ends(src, Sink(dst, lambda: b"")):
+            before = zcopy.stats()
             n = zcopy.copy(dst, src.obj, 1000)
+            assert stats_delta(before, zcopy.stats())[0] == {route.value: (1, 1000)}
         assert n == 1000
         assert os.lseek(fd, 0, os.SEEK_CUR) == 1004
     finally:
