@@ -54,14 +54,18 @@ class Server:
     def __init__(self, src: Path, site: Path) -> None:
         env = dict(os.environ, PYTHONPATH=str(src), PYTHONUNBUFFERED="1")
         cmd = ["taskset", "-c", "0", sys.executable, "-m", "zcopy.serve", str(site), "--port", "0"]
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode()
-        m = re.search(r":(\d+)/ \(pid (\d+)", line)
-        if m is None:
-            self.proc.kill()
+        # Newer revisions log each request by default; older ones know no --no-access-log.
+        for extra in (["--no-access-log"], []):
+            self.proc = subprocess.Popen(
+                cmd + extra, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            )
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline().decode()
+            m = re.search(r":(\d+)/ \(pid (\d+)", line)
+            if m is not None:
+                break
+            self.proc.wait(10)
+        else:
             raise RuntimeError(f"server from {src} did not start: {line!r}")
         self.port, self.pid = int(m[1]), int(m[2])
 
@@ -74,15 +78,19 @@ class Server:
         self.proc.wait(30)
 
 
-def rps(port: int, seconds: int) -> float:
+def rps(server: Server, seconds: int) -> tuple[float, float]:
+    """wrk's requests/s, and the server's CPU microseconds per request meanwhile."""
+    before = server.cpu()
     out = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{seconds}s",
-         f"http://127.0.0.1:{port}/4k.bin"],
+         f"http://127.0.0.1:{server.port}/4k.bin"],
         check=True, capture_output=True, text=True,
     ).stdout
+    cpu = server.cpu() - before
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert m is not None, out
-    return float(m[1])
+    n = re.search(r"(\d+) requests in", out)
+    assert m is not None and n is not None, out
+    return float(m[1]), cpu / int(n[1]) * 1e6
 
 
 def download(port: int, size: int) -> None:
@@ -127,33 +135,39 @@ def main() -> int:
                 f.write(os.urandom(MiB))
         revs = (args.before, args.after, *args.more)
         servers = {rev: Server(export(rev, tmp), site) for rev in revs}
-        results: dict[str, dict[str, list[float]]] = {r: {"rps": [], "cpu": []} for r in revs}
+        results: dict[str, dict[str, list[float]]] = {
+            r: {"rps": [], "us": [], "cpu": []} for r in revs
+        }
         try:
             for s in servers.values():  # warm up: caches, page cache, first connections
-                rps(s.port, 1)
+                rps(s, 1)
                 cpu_per_gib(s, size, 1)
             for i in range(args.reps):
                 order = revs[i % len(revs):] + revs[: i % len(revs)]
                 for rev in order:
-                    results[rev]["rps"].append(rps(servers[rev].port, args.duration))
+                    rate, us = rps(servers[rev], args.duration)
+                    results[rev]["rps"].append(rate)
+                    results[rev]["us"].append(us)
                     time.sleep(0.5)
                 for rev in order:
                     results[rev]["cpu"].append(cpu_per_gib(servers[rev], size, args.per_rep))
+                last = {rev: {k: v[-1] for k, v in results[rev].items()} for rev in revs}
                 print(f"repeat {i + 1}: " + "; ".join(
-                    f"{rev} {results[rev]['rps'][-1]:.0f} req/s {results[rev]['cpu'][-1]:.3f} s/GiB"
-                    for rev in revs), flush=True)
+                    f"{rev} {x['rps']:.0f} req/s {x['us']:.1f} us/req {x['cpu']:.3f} s/GiB"
+                    for rev, x in last.items()), flush=True)
         finally:
             for s in servers.values():
                 s.stop()
     print()
-    print("| revision | 4 KiB req/s (median) | runs | CPU s/GiB (median) | runs |")
-    print("|---|---:|---|---:|---|")
+    print("| revision | 4 KiB req/s (median) | runs | server CPU us/req "
+          "| CPU s/GiB (median) | runs |")
+    print("|---|---:|---|---:|---:|---|")
     for rev in revs:
         r = results[rev]
         print(
             f"| {rev} | {statistics.median(r['rps']):.0f} | "
             + " ".join(f"{x:.0f}" for x in r["rps"])
-            + f" | {statistics.median(r['cpu']):.3f} | "
+            + f" | {statistics.median(r['us']):.1f} | {statistics.median(r['cpu']):.3f} | "
             + " ".join(f"{x:.3f}" for x in r["cpu"]) + " |"
         )
     return 0
