@@ -294,9 +294,9 @@ class Server:
             answered = False
             while reader.ready:
                 req = reader.ready.popleft()
-                await conn.take_turn()
                 conn.count_request(req)
-                conn.responding()
+                conn.responding()  # BUSY first: a shutdown while we yield waits for this one
+                await conn.take_turn()
                 if not await self._respond(conn, req):
                     return True  # Connection: close, HTTP/1.0, an error, the request cap
                 answered = True
