@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import socket
 import stat
@@ -101,6 +102,38 @@ def test_empty_pipe_after_an_error_is_pooled() -> None:
         with pytest.raises(TimeoutError):
             zcopy.copy(b, a)
     assert _pipes.idle_count() == 1
+
+
+def test_pool_keeps_at_most_max_idle_and_closes_the_rest() -> None:
+    pipes = [_pipes.acquire() for _ in range(_pipes._MAX_IDLE + 1)]
+    assert len({id(p) for p in pipes}) == len(pipes)
+    for p in pipes:
+        _pipes.release(p)
+    assert _pipes.idle_count() == _pipes._MAX_IDLE
+    [closed] = [p for p in pipes if p.r == -1]
+    assert closed.fds == [] and closed not in _pipes._idle
+
+
+def test_discard_closes_even_a_clean_pipe() -> None:
+    pipe = _pipes.acquire()
+    fds = list(pipe.fds)
+    _pipes.discard(pipe)
+    assert (pipe.r, pipe.w, pipe.fds) == (-1, -1, [])
+    assert _pipes.idle_count() == 0
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+
+
+def test_a_pipe_nobody_references_closes_its_fds() -> None:
+    """What a raising signal handler leaves behind (a pipe in a dropped local) leaks nothing."""
+    pipe = _pipes.Pipe()
+    fds = list(pipe.fds)
+    del pipe
+    gc.collect()
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
 
 
 def test_fork_child_does_not_reuse_parent_pipes() -> None:
