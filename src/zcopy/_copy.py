@@ -125,7 +125,8 @@ class Job:
         finally:
             # A result stored but not yet accounted for (a signal handler raised
             # right after the syscall) is accounted for here, on every exit.
-            t.settle()
+            if t.box:
+                t.settle()
             # A copy cut short by an error or a cancellation still moved its bytes,
             # and they are counted under the route that was running.
             _stats.record(self.ran.value, t.moved, t.syscalls)
@@ -270,7 +271,8 @@ def copy(
     (5, b'hello')
     """
     try:
-        job = Job(dst, src, count, require_zero_copy, bufsize=_check_size(buffer_size))
+        bufsize = None if buffer_size is None else _check_size(buffer_size)
+        job = Job(dst, src, count, require_zero_copy, bufsize=bufsize)
     except BaseException as exc:  # bad input, or a signal handler that raised: nothing moved
         with_count(exc, 0)
         raise
@@ -296,9 +298,7 @@ def run(job: Job) -> int:
     return job.t.moved
 
 
-def _check_size(size: object) -> int | None:
-    if size is None:
-        return None
+def _check_size(size: object) -> int:
     if isinstance(size, bool) or not isinstance(size, int):
         raise TypeError(f"buffer_size must be an int or None, not {type(size).__name__}")
     if size <= 0:
