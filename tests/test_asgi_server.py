@@ -244,6 +244,22 @@ def test_client_leaving_a_stream_is_no_app_error(server: ServeProc) -> None:
     assert server.stderr().count("exception in the app") == before, server.stderr()[-2000:]
 
 
+def test_clients_resetting_mid_file_leave_no_fd_open(server: ServeProc) -> None:
+    """pathsend opens the file: 40 clients that reset mid-body must not leave one open."""
+    def files_open() -> int:
+        return sum("big.bin" in what for what in server.fds())
+
+    for i in range(40):
+        with server.connect() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            prefix = ("/file", "/static", "/zfile", "/fastapi/file")[i % 4]
+            s.sendall(f"GET {prefix}/big.bin HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            assert s.recv(1024)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    wait_for(lambda: files_open() == 0, timeout=15, what="every big.bin fd to close")
+    assert request(server.port, "GET", "/plain")[1] == b"hello, world"
+
+
 # --- failures -------------------------------------------------------------------------------
 
 
