@@ -86,8 +86,8 @@ def test_tricklers_and_silent_clients_are_closed_and_free_the_cap(site: Path) ->
                         closed[s] = time.monotonic() - start
             time.sleep(0.2)
         assert len(closed) == 5, "a trickler held its connection past every deadline"
-        # 1 s deadline + a sweep interval; keep-alive (30 s) never applies to a trickler
-        assert max(closed.values()) < 3.5, closed.values()
+        # 1 s deadline + a 0.5 s sweep (+ a busy machine); keep-alive (30 s) never applies
+        assert max(closed.values()) < 5, closed.values()
         status, _, _ = raw_request(proc.port, request_bytes("/a.txt"))
         assert status == 200
         stderr = proc.stderr()

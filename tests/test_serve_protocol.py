@@ -51,7 +51,7 @@ def test_protocol_errors_answer_and_close(
     got, headers, closed = exchange(server, data, timeout=1 if closes else 5)
     assert (got, closed) == (status, closes)
     assert headers["connection"] == "close"
-    assert time.monotonic() - start < 2  # prompt, not at the 30 s header timeout
+    assert time.monotonic() - start < 5  # prompt, not at the 30 s header timeout
 
 
 def test_known_method_not_allowed_is_405_with_allow(server: ServeProc) -> None:
