@@ -64,6 +64,11 @@ def main(sock, ready):
     return 0
 
 port = listener.getsockname()[1]
+if mode == "nproc":  # the kernel refuses fork: an unprivileged user at its process limit
+    import resource
+    os.setgid(65534)
+    os.setuid(65534)
+    resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
 status = daemon.run("zcopy demo", listener, main, workers=count, grace=0.5,
                     on_ready=lambda: print(f"ready {port} {os.getpid()}", flush=True))
 sys.exit(status)
@@ -317,3 +322,12 @@ def test_signals_not_forwarded_are_ignored_by_the_parent() -> None:
         time.sleep(0.3)
         assert d.proc.poll() is None and d.workers() == kids
         assert d.ask() in kids
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")
+def test_a_refused_fork_is_one_line_and_status_1() -> None:
+    d = Demo("nproc", 2, wait=False)
+    status, err = d.finish()
+    assert status == 1
+    assert "cannot start a worker: Resource temporarily unavailable; stopping" in err
+    assert "Traceback" not in err

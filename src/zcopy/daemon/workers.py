@@ -133,9 +133,10 @@ class Supervisor:
         old_handlers = {sig: signal.signal(sig, _noop) for sig in _WATCHED}
         old_wakeup = signal.set_wakeup_fd(self._wake[1], warn_on_full_buffer=False)
         try:
-            for _ in range(self.count):
-                self._spawn(parent_pid)
             self.deadline = time.monotonic() + READY_TIMEOUT
+            for _ in range(self.count):
+                if not self._spawn(parent_pid):
+                    break
             self._loop(parent_pid)
         finally:
             signal.set_wakeup_fd(old_wakeup)
@@ -251,7 +252,8 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    def _spawn(self, parent_pid: int) -> None:
+    def _spawn(self, parent_pid: int) -> bool:
+        """Fork one worker; on failure (EAGAIN, ENOMEM) say so and stop the daemon."""
         # Blocked across fork: a signal meant for the new worker waits until it has
         # dropped the parent's handlers, instead of landing in the parent's no-op.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
@@ -260,6 +262,12 @@ class Supervisor:
             if pid == 0:
                 self._child(parent_pid, old_mask)  # never returns
             self.workers[pid] = time.monotonic()
+            return True
+        except OSError as exc:
+            log.error("cannot start a worker: %s; stopping", exc.strerror or exc)
+            self.status = 1
+            self._stop()
+            return False
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
