@@ -108,7 +108,7 @@ class Job:
         try:
             if t.src.readahead is not None and t.remaining != 0:
                 yield from _drain_readahead(t)
-            for i, route in enumerate(plan.routes):
+            for route in plan.routes:
                 self.ran = route
                 try:
                     yield from _PUMPS[route](t)
@@ -117,7 +117,7 @@ class Job:
                     if refusal.code in _FIRST_CALL_ZERO and _confirm_empty(t):
                         return  # an honest empty file: nothing to copy, nothing lost
                     # The plan ends with user space, which never refuses.
-                    then = plan.routes[i + 1]
+                    then = plan.routes[plan.routes.index(route) + 1]
                     reason = f"{then.label}: {refusal.reason}"
                     if self.strict and not then.zero_copy:
                         raise with_count(FastPathLost(reason), t.moved) from refusal

@@ -97,12 +97,12 @@ class Transfer:
             return 0
         n = box[0]
         del box[0]
-        self.moved += n
-        if self.remaining is not None:
-            self.remaining -= n
-        if self.offset is not None:
-            self.offset += n
-        if n:  # an EOF's 0 is not news
+        if n:  # an EOF's 0 changes nothing and is not news
+            self.moved += n
+            if self.remaining is not None:
+                self.remaining -= n
+            if self.offset is not None:
+                self.offset += n
             for on_bytes in self.observers:
                 on_bytes(n)
         return n

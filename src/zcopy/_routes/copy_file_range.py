@@ -16,7 +16,7 @@ _ALSO_REFUSED = REFUSED | {
 
 
 def pump(t: Transfer) -> Generator[Wait, None, None]:
-    src_fd, dst_fd = t.src.fd, t.dst.fd
+    src_fd, dst_fd = (t.src.fd,), (t.dst.fd,)  # map()'s one-item argument lists
     copy_file_range = t.kernel.copy_file_range
     box = t.box
     first = t.moved
@@ -25,7 +25,7 @@ def pump(t: Transfer) -> Generator[Wait, None, None]:
         t.syscalls += 1
         try:
             # Stored from C, as in sendfile.py: a raising signal handler loses nothing.
-            box.extend(map(copy_file_range, (src_fd,), (dst_fd,), (t.want(BIG),), (t.offset,)))
+            box.extend(map(copy_file_range, src_fd, dst_fd, (t.want(BIG),), (t.offset,)))
         except OSError as exc:
             if t.moved == first and exc.errno in _ALSO_REFUSED:
                 raise NotHandled(

@@ -10,7 +10,7 @@ from .._transfer import BIG, REFUSED, Transfer, Wait, errname
 
 
 def pump(t: Transfer) -> Generator[Wait, None, None]:
-    src_fd, dst_fd = t.src.fd, t.dst.fd
+    src_fd, dst_fd = (t.src.fd,), (t.dst.fd,)  # map()'s one-item argument lists
     sendfile = t.kernel.sendfile
     box = t.box
     first = t.moved  # bytes moved before this route ran (a drained read-ahead)
@@ -21,7 +21,7 @@ def pump(t: Transfer) -> Generator[Wait, None, None]:
             # An explicit offset: the shared file position is never trusted or moved.
             # The result is stored from C (see _transfer): a raising signal handler
             # cannot run between the kernel's return and the store.
-            box.extend(map(sendfile, (dst_fd,), (src_fd,), (t.offset,), (t.want(BIG),)))
+            box.extend(map(sendfile, dst_fd, src_fd, (t.offset,), (t.want(BIG),)))
         except BlockingIOError:
             yield t.wait_dst()
             continue
