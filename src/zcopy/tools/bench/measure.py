@@ -43,17 +43,21 @@ def others_share(core: CpuTimes, server: Cpu, window_s: float) -> float | None:
 
     The core's busy time, less its softirq (the loopback's own TCP work) and
     less the server's ticks. A lower bound: softirq that ran inside a busy
-    neighbour is not counted. Good to one tick (10 ms) per pass.
+    neighbour is not counted. Good to a few ticks (10 ms each) per pass, so
+    on a short pass the ticks can add up to more than the pass: it is capped
+    at the whole pass.
 
     >>> others_share(CpuTimes(busy=1.0, softirq=0.2), Cpu(0.1, 0.3), 2.0)
     0.2
     >>> others_share(CpuTimes(0.5, 0.0), Cpu(0.2, 0.4), 1.0)
     0.0
+    >>> others_share(CpuTimes(0.04, 0.0), Cpu(0.0, 0.01), 0.02)  # ticks over a 20 ms pass
+    1.0
     """
     if window_s <= 0:
         return None
     others = core.busy - core.softirq - (server.user + server.sys)
-    return round(max(0.0, others) / window_s, 4)
+    return round(min(1.0, max(0.0, others) / window_s), 4)
 
 
 @dataclass(frozen=True, slots=True)
