@@ -388,7 +388,8 @@ def load(doc: dict[str, Any]) -> tuple[float | None, str | None]:
     if top <= BUSY_SHARE:
         return top, None
     return top, (f"the machine was busy: other tasks took {top:.0%} of the server's core "
-                 f"during {mode}'s pass (over {BUSY_SHARE:.0%} makes CPU figures unreliable); "
+                 f"during {mode}'s pass (over {BUSY_SHARE:.0%} makes CPU figures unreliable, those "
+                 "excl. softirq most: other loopback traffic is subtracted too); "
                  + QUIET_RUN)
 
 
