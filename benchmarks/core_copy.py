@@ -10,9 +10,14 @@ the same machinery as ``zcopy bench``: src/zcopy/tools/bench/):
   measurement behind ``BUFSIZE`` in src/zcopy/_routes/userspace.py;
 * ``JustReader`` (only ``read()``: a new bytes object per chunk) at the default size.
 
+``--per-call`` measures instead what a small copy costs per call beside the bare
+syscalls (4 KiB, 64 KiB; file -> socket, bytes -> BytesIO, socket -> socket):
+benchmarks/core_percall.py.
+
 Run only under the benchmark lock (one benchmark at a time on a small machine):
 
     flock /tmp/zcopy-bench.lock .venv/bin/python benchmarks/core_copy.py --out core_copy.json
+    flock /tmp/zcopy-bench.lock .venv/bin/python benchmarks/core_copy.py --per-call
 
 Results and how to read them: docs/benchmarks.md.
 """
@@ -58,7 +63,11 @@ def main() -> int:
     p.add_argument("--transfers", type=int, default=6, help="transfers per variant and repeat")
     p.add_argument("--repeat", type=int, default=3, help="repeats; the median is reported")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
+    p.add_argument("--per-call", action="store_true",
+                   help="per-call overhead of small copies beside the raw syscalls instead")
     args = p.parse_args()
+    if args.per_call:
+        return per_call(args.out)
 
     facts = machine.facts()
     pin = int(str(facts["cpus"])) >= 2
@@ -124,6 +133,19 @@ def main() -> int:
     print(f"\nlowest CPU per GiB in user space: {best['bufsize'] // KIB} KiB buffer")
     if args.out:
         args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+def per_call(out: Path | None) -> int:
+    """The per-call rows (benchmarks/core_percall.py): printed, and as JSON to ``out``."""
+    import core_percall
+
+    rows = core_percall.measure()
+    print(core_percall.table(rows))
+    if out:
+        doc = {"benchmark": "benchmarks/core_copy.py --per-call", "machine": machine.facts(),
+               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}
+        out.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 
