@@ -96,6 +96,24 @@ def test_tricklers_and_silent_clients_are_closed_and_free_the_cap(site: Path) ->
             s.close()
 
 
+def test_a_flood_of_refused_connections_does_not_pile_up_fds(site: Path) -> None:
+    """Over the cap, each refused socket waits up to 1 s to close: at most 256 at a time."""
+    with ServeProc(site, "--max-connections", "1") as proc, proc.connect() as held:
+        held.sendall(request_bytes("/a.txt"))
+        with held.makefile("rb") as f:
+            assert read_response(f).status == 200
+        base = len(proc.fds())
+        peak = 0
+        for i in range(600):
+            proc.connect().close()
+            if i % 50 == 0:
+                peak = max(peak, len(proc.fds()))
+        time.sleep(0.2)
+        peak = max(peak, len(proc.fds()))
+        assert peak <= base + 256 + 8, (base, peak)
+        wait_for(lambda: len(proc.fds()) <= base, what="refused sockets to be closed")
+
+
 # --- 2. fairness -------------------------------------------------------------------------
 
 

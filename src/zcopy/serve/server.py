@@ -37,6 +37,7 @@ _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _TCP_CORK = getattr(socket, "TCP_CORK", 3)
 CORK_MIN = 256 * 1024  # bodies at least this long are sent corked
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+REFUSED_LINGERING = 256  # refused (over-cap) sockets given time to read their 503
 STATS_PATH = ("_zcopy", "stats")
 
 
@@ -115,6 +116,7 @@ class Server:
         )
         self.limits = config.timeouts()
         self._accept_errors = 0
+        self._refused: set[socket.socket] = set()  # refused sockets waiting to be closed
         self.dates = headers.DateBlock()
         self.log = AccessLog(config.access_log)
         self.stopping = False
@@ -158,6 +160,9 @@ class Server:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+        for sock in self._refused:
+            sock.close()
+        self._refused.clear()
         self.files.clear()
         self.log.close()
         if self.cfg.stats:
@@ -248,10 +253,20 @@ class Server:
             sock.send(head + body)
             sock.shutdown(socket.SHUT_WR)
         # Closing now, with the request unread, would send a RST that can destroy the 503
-        # before the client reads it: let the FIN go first, close a little later.
-        assert self.loop is not None
-        self.loop.call_later(max(self.limits.linger, 0.1), sock.close)
+        # before the client reads it: let the FIN go first, close a little later (at most
+        # 1 s). A flood of refused connections must not pile up fds: beyond
+        # REFUSED_LINGERING waiting sockets, close at once.
+        if len(self._refused) >= REFUSED_LINGERING:
+            sock.close()
+        else:
+            assert self.loop is not None
+            self._refused.add(sock)
+            self.loop.call_later(min(max(self.limits.linger, 0.1), 1.0), self._closed, sock)
         self.log.write("-", "-", 503, len(body), None, None)
+
+    def _closed(self, sock: socket.socket) -> None:
+        self._refused.discard(sock)
+        sock.close()
 
     # one connection -------------------------------------------------------------------
 
