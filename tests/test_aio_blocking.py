@@ -30,7 +30,7 @@ pytestmark = [
 
 DELAY = 1.5  # the peer's stall
 TICK = 0.01
-MAX_GAP = 0.3  # a loop that stalled for DELAY shows a gap of DELAY
+MAX_GAP = 0.6  # a loop that stalled shows a gap of DELAY; a busy CI machine, a few 100 ms
 
 
 async def _with_heartbeat(coro: object) -> tuple[object, float]:
