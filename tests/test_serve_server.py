@@ -476,7 +476,7 @@ def test_file_growing_mid_send_never_leaks_into_the_next_response(big_site: Path
 
 def test_graceful_shutdown(big_site: Path) -> None:
     original = (big_site / "big.bin").read_bytes()
-    proc = ServeProc(big_site)
+    proc = ServeProc(big_site, "--linger-timeout", "1")  # the idle client closes late
     try:
         idle = proc.connect()
         idle.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
