@@ -284,3 +284,14 @@ def test_tls_to_tls_on_the_loop_both_nonblocking(cert: Cert) -> None:
         down_client.setblocking(True)
         down_client.shutdown(socket.SHUT_WR)
         assert reader.result() == DATA
+
+
+def test_strict_mode_refuses_tls_before_a_byte_moves(
+    pair: tuple[ssl.SSLSocket, ssl.SSLSocket], src_file: Path
+) -> None:
+    client, server = pair
+    with open(src_file, "rb") as f, pytest.raises(zcopy.FastPathLost, match="TLS socket") as info:
+        zcopy.copy(client.makefile("wb"), f, require_zero_copy=True)
+    assert getattr(info.value, "bytes_copied", 0) == 0
+    client.shutdown(socket.SHUT_WR)
+    assert Reader(server).result() == b"", "nothing reached the peer"
