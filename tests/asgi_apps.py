@@ -191,6 +191,33 @@ async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                     "headers": [(b"content-length", q["length"].encode())]})
         await send({"type": "http.response.pathsend", "path": str(ROOT / q["name"])})
         return
+    if path == "/two-readers":
+        # receive() from two tasks at once, both waiting for the socket: each gets one piece
+        async def one() -> int:
+            return len((await receive()).get("body", b""))
+
+        counts = await asyncio.wait_for(asyncio.gather(one(), one()), 10)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"3")]})
+        await send({"type": "http.response.body", "body": b"%d+%d" % tuple(counts)})
+        return
+    if path == "/stray-reader":
+        # answers at once and leaves a task reading the body it never needed
+        asyncio.get_running_loop().create_task(receive())
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    if path == "/stray-waiter":
+        # reads its body, then leaves a task waiting for the disconnect, and answers
+        while (await receive()).get("more_body"):
+            pass
+        asyncio.get_running_loop().create_task(receive())
+        await asyncio.sleep(0.05)  # the stray is waiting on the socket now
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
     if path == "/bad-header":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"x-evil", b"a\r\nSet-Cookie: pwned=1")]})

@@ -153,6 +153,40 @@ def test_pathsend_of_a_file_that_shrank_is_a_500(raw_server: ServeProc) -> None:
     wait_for(lambda: "the response promised 9999" in raw_server.stderr(), what="the error line")
 
 
+def test_two_tasks_receiving_share_the_body(raw_server: ServeProc) -> None:
+    """Two receive() calls waiting on the socket at once: each gets its piece, none hangs."""
+    with raw_server.connect() as s:
+        s.sendall(b"POST /two-readers HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n")
+        time.sleep(0.3)  # both tasks are now waiting for body bytes
+        s.sendall(b"12345")
+        time.sleep(0.3)
+        s.sendall(b"67890")
+        with s.makefile("rb") as f:
+            r = read_response(f)
+    assert (r.status, r.body) == (200, b"5+5")
+
+
+def test_a_stray_receive_task_does_not_hold_the_connection(raw_server: ServeProc) -> None:
+    with raw_server.connect() as s:
+        s.sendall(b"POST /stray-reader HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n")
+        with s.makefile("rb") as f:
+            assert read_response(f).body == b"ok"
+            s.sendall(b"0123456789GET /no-response HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(f).status == 500  # the next request is still answered
+
+
+def test_a_stray_disconnect_waiter_does_not_stall_the_next_request(
+    raw_server: ServeProc,
+) -> None:
+    with raw_server.connect(timeout=5) as s:
+        s.sendall(b"POST /stray-waiter HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
+        with s.makefile("rb") as f:
+            assert read_response(f).body == b"ok"
+            time.sleep(0.2)
+            s.sendall(b"GET /no-response HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(f).status == 500  # answered at once, not at the idle timeout
+
+
 # --- streaming, bodies, Expect --------------------------------------------------------------
 
 

@@ -55,6 +55,7 @@ class Exchange:
 
     __slots__ = (
         "_finished",
+        "_reading",
         "body_deadline",
         "body_sent",
         "close",
@@ -85,6 +86,7 @@ class Exchange:
         self.delivered = False  # the final http.request (more_body False) was handed over
         self.body_deadline = 0.0
         self._finished: asyncio.Future[None] | None = None
+        self._reading: asyncio.Lock | None = None  # made on the first socket read
 
     # receive --------------------------------------------------------------------------
 
@@ -118,7 +120,17 @@ class Exchange:
                 self.disconnected = True
 
     async def read_more(self) -> bool:
-        """Receive and parse more input within the request's body deadline; False at EOF."""
+        """Receive and parse more input within the request's body deadline; False at EOF.
+
+        One reader at a time: an app may call ``receive()`` from two tasks, and the
+        connection has one waiter slot.
+        """
+        if self._reading is None:
+            self._reading = asyncio.Lock()
+        async with self._reading:
+            return await self._read_more()
+
+    async def _read_more(self) -> bool:
         conn = self.conn
         loop = self.server.loop
         assert loop is not None
@@ -142,6 +154,28 @@ class Exchange:
         conn.reader.feed(data)
         return True
 
+    async def _recv_locked(self) -> bytes:
+        if self._reading is None:
+            self._reading = asyncio.Lock()
+        async with self._reading:
+            return await self.conn.recv()
+
+    async def settle(self) -> None:
+        """After the app returned: stop a ``receive()`` it left running in a task of its own.
+
+        The connection has one waiter slot; the next request's read must not share it
+        with a stray reader (whose clean-up would clear the slot under it).
+        """
+        lock = self._reading
+        if lock is None or not lock.locked():
+            return
+        waiter = self.conn.waiter
+        if waiter is not None and not waiter.done():
+            waiter.cancel()  # the stray receive() ends with CancelledError, in its own task
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0), lock:
+                pass
+
     async def _wait_for_disconnect(self) -> None:
         """Body delivered: block until the client leaves or the response completes."""
         loop = self.server.loop
@@ -154,7 +188,7 @@ class Exchange:
             if later > MAX_PIPELINED or reader.broken:
                 await asyncio.shield(self._finished)  # no more reading: wait for the response
                 return
-            recv = loop.create_task(self.conn.recv())
+            recv = loop.create_task(self._recv_locked())
             try:
                 await asyncio.wait((recv, self._finished), return_when=asyncio.FIRST_COMPLETED)
             finally:

@@ -129,6 +129,8 @@ class AsgiServer(Server):
                 ex.abort()  # else nothing is on the wire yet: the 500 below says it
         except Exception as exc:
             return await self._app_failed(conn, req, ex, exc)
+        finally:
+            await ex.settle()
         if not ex.done:
             if not ex.head_sent and not ex.disconnected:
                 error(f"{conn.host}: {req.request_line}: the app returned without a response")
