@@ -117,13 +117,28 @@ def test_a_flood_of_refused_connections_does_not_pile_up_fds(site: Path) -> None
 # --- 2. fairness -------------------------------------------------------------------------
 
 
-def test_a_pipelining_flood_does_not_starve_another_client(site: Path) -> None:
-    """8,000 pipelined GETs on one connection; a second client's GET is answered mid-flood.
+_HEAVY = "Range: bytes=" + ",".join(f"{i * 262144}-{i * 262144 + 4095}" for i in range(32))
+
+
+@pytest.mark.parametrize(
+    ("flood_request", "n"),
+    [
+        # before the fix, the victim waited for all of them (2.5 s for 5,000)
+        (request_bytes("/a.txt"), 8_000),
+        (request_bytes("/big.bin", _HEAVY), 600),  # 32-part multipart/byteranges each
+    ],
+    ids=["small-gets", "heavy-ranges"],
+)
+def test_a_pipelining_flood_does_not_starve_another_client(
+    site: Path, flood_request: bytes, n: int
+) -> None:
+    """Thousands of pipelined GETs (or hundreds of 32-range ones) on one connection; a
+    second client's GET is answered mid-flood.
 
     Proof from the server's own access log: the victim's line comes before most of the
     flood's, though the victim connected after the flood began.
     """
-    n = 8_000  # before the fix, the victim waited for all of them (2.5 s for 5,000)
+    flood_path = flood_request.split(b" ")[1].decode()
     with ServeProc(site, "--max-requests", str(n)) as proc:
         flood = proc.connect(timeout=60)
         received = [0]
@@ -136,7 +151,7 @@ def test_a_pipelining_flood_does_not_starve_another_client(site: Path) -> None:
 
         reader = threading.Thread(target=drain)
         reader.start()
-        sender = threading.Thread(target=flood.sendall, args=(request_bytes("/a.txt") * n,))
+        sender = threading.Thread(target=flood.sendall, args=(flood_request * n,))
         sender.start()
         assert started.wait(20)
         victim = raw_request(proc.port, request_bytes("/data.bin"))
@@ -144,7 +159,10 @@ def test_a_pipelining_flood_does_not_starve_another_client(site: Path) -> None:
         sender.join(60)
         reader.join(60)  # the server closes after request n (--max-requests)
         flood.close()
-        wait_for(lambda: proc.access_log().count("/a.txt") >= n, what="the flood's log lines")
+        wait_for(
+            lambda: proc.access_log().count(flood_path) >= n and "/data.bin" in proc.access_log(),
+            what="every log line",
+        )
         lines = proc.access_log().splitlines()
         position = next(i for i, line in enumerate(lines) if "/data.bin" in line)
         assert position < n // 2, f"the victim was answered after {position} of {n} flood requests"
