@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Drain, JustReader, tcp_pair
+from conftest import Drain, JustReader, start_feeding, tcp_pair
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -611,3 +611,46 @@ def test_buffer_size_sets_the_user_space_chunk(tmp_path: Path) -> None:
         with pytest.raises(error) as info:
             zcopy.copy(io.BytesIO(), b"abc", buffer_size=bad)  # type: ignore[arg-type]
         assert info.value.bytes_copied == 0  # type: ignore[attr-defined]
+
+
+def test_blocking_copy_waits_on_the_source_then_on_the_sink() -> None:
+    """Socket to socket, both non-blocking: the source is empty at first (wait to read), then
+    the sink is full while its reader is late (wait to write). Every byte arrives, in order."""
+    x, src = tcp_pair()
+    dst, y = tcp_pair()
+    payload = os.urandom(4 << 20)
+    with x, src, dst, y:
+        src.setblocking(False)
+        dst.setblocking(False)
+        late = [threading.Timer(0.1, lambda: start_feeding(x, payload))]
+        drains: list[Drain] = []
+        late.append(threading.Timer(0.5, lambda: drains.append(Drain(y))))
+        for timer in late:
+            timer.start()
+        assert zcopy.copy(dst, src) == len(payload)
+        for timer in late:
+            timer.join(10)
+        dst.shutdown(socket.SHUT_WR)
+        assert drains[0].result(30) == payload
+
+
+def test_a_sink_that_keeps_the_views_it_was_given_does_not_break_the_copy() -> None:
+    """The source's view is released at the end even while slices of it live on (in a sink,
+    a traceback): a slice never blocks the release. Once the sink lets go, it resizes again."""
+
+    class Keeper:
+        def __init__(self) -> None:
+            self.kept: list[memoryview] = []
+
+        def write(self, data: memoryview) -> int:
+            self.kept.append(memoryview(data))  # an export of the slice it was handed
+            return min(len(data), 7)  # small writes: many slices
+
+    src = bytearray(b"0123456789" * 5)
+    sink = Keeper()
+    assert zcopy.copy(sink, src) == 50
+    assert b"".join(bytes(v[:7]) for v in sink.kept)[:50] == bytes(src)
+    for view in sink.kept:
+        view.release()
+    src += b"more"  # not exported any more: the copy gave its own view back
+    assert len(src) == 54

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import ssl
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -332,3 +333,190 @@ def test_blocking_reason_sees_a_transport_socket_as_nonblocking() -> None:
         a.setblocking(False)
         assert asyncio.run(zcopy.acopy(trsock.TransportSocket(a), b"ok")) == 2
         assert b.recv(10) == b"ok"
+
+
+class _Collect(asyncio.Protocol):
+    """Keeps the transport, and what it read itself."""
+
+    def __init__(self, transports: list[asyncio.Transport], got: bytearray) -> None:
+        self.transports = transports
+        self.got = got
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transports.append(transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        self.got += data
+
+
+def test_transport_socket_source_is_read_only_while_its_transport_is_paused() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transports: list[asyncio.Transport] = []
+        server, client = await _served(lambda: _Collect(transports, bytearray()))
+        async with server:
+            transport = await _accepted(transports)
+            tsock = transport.get_extra_info("socket")
+            with pytest.raises(ValueError, match=r"pause_reading\(\) first"):
+                zcopy.explain(io.BytesIO(), tsock)
+            transport.pause_reading()
+            # The bytes come later: the copy waits on the transport's fd through the loop.
+
+            def send_late() -> None:
+                client.sendall(b"late")
+                client.shutdown(socket.SHUT_WR)
+
+            loop.call_later(0.1, send_late)
+            out = io.BytesIO()
+            assert await zcopy.acopy(out, tsock) == 4
+            assert out.getvalue() == b"late"
+            transport.close()
+            client.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_transport_resumed_mid_copy_stops_the_copy_with_its_count() -> None:
+    """A transport that starts reading again while acopy() waits on the sink would share the
+    source with it: the copy stops when it next needs the source, with the exact count."""
+    payload = os.urandom(4 << 20)  # more than the sink holds: the copy waits on the sink first
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        transports: list[asyncio.Transport] = []
+        taken_by_transport = bytearray()
+        server, client = await _served(lambda: _Collect(transports, taken_by_transport))
+        sink, reader = socket.socketpair()
+        async with server:
+            transport = await _accepted(transports)
+            transport.pause_reading()
+            tsock = transport.get_extra_info("socket")
+            sink.setblocking(False)
+            await asyncio.to_thread(client.sendall, payload[: 1 << 20])
+            feeding = asyncio.ensure_future(asyncio.to_thread(client.sendall, payload[1 << 20 :]))
+            drains: list[Drain] = []
+
+            def resume() -> None:
+                transport.resume_reading()
+                drains.append(Drain(reader))
+
+            loop.call_later(0.3, resume)
+            with pytest.raises(RuntimeError, match="used by transport") as caught:
+                await zcopy.acopy(sink, tsock)
+            await feeding
+            sink.close()
+            copied = caught.value.bytes_copied  # type: ignore[attr-defined]
+            delivered = await asyncio.to_thread(drains[0].result, 30)
+            assert copied == len(delivered) > 0
+            for _ in range(500):  # the transport reads what the copy left
+                if len(delivered) + len(taken_by_transport) >= len(payload):
+                    break
+                await asyncio.sleep(0.01)
+            assert len(delivered) + len(taken_by_transport) == len(payload)
+            transport.close()
+            client.close()
+            reader.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_closed_sockets_of_every_kind_are_refused() -> None:
+    from asyncio import trsock
+
+    plain = socket.socket()
+    plain.close()
+    sub = PlainSocketSubclass()
+    sub.close()
+    with pytest.raises(ValueError, match="TransportSocket is closed"):
+        zcopy.explain(trsock.TransportSocket(plain), b"x")
+    with pytest.raises(ValueError, match="socket is closed"):
+        zcopy.explain(sub, b"x")
+
+
+class PlainSocketSubclass(socket.socket):
+    """Changes nothing, yet is not a socket.socket: used through its methods."""
+
+
+# -- fds and objects of every other kind ----------------------------------------------------
+
+
+def test_an_eventfd_is_an_fd_of_its_own_kind_and_is_written() -> None:
+    efd = os.eventfd(0)
+    try:
+        plan = zcopy.explain(efd, struct.pack("=Q", 5))
+        assert f"an fd of mode 0o0 (fd {efd})" in plan.dst
+        assert zcopy.copy(efd, struct.pack("=Q", 5)) == 8
+        assert os.eventfd_read(efd) == 5
+    finally:
+        os.close(efd)
+
+
+def test_a_datagram_socket_takes_user_space_with_the_reason(src_file: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, socket.socket(
+        socket.AF_INET, socket.SOCK_DGRAM
+    ) as tx:
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(10)
+        tx.connect(rx.getsockname())
+        small = src_file.parent / "small"
+        small.write_bytes(DATA[:1000])
+        for dst in (tx, tx.fileno()):
+            with open(small, "rb") as f:
+                plan = zcopy.explain(dst, f)
+                assert plan.route is zcopy.Route.USERSPACE
+                assert "not a stream socket" in str(plan)
+                assert zcopy.copy(dst, f) == 1000
+            assert rx.recv(65536) == DATA[:1000]  # one datagram each
+
+
+def test_buffered_reader_over_something_else_is_read_through_itself() -> None:
+    reader = io.BufferedReader(io.BytesIO(DATA))
+    plan = zcopy.explain(io.BytesIO(), reader)
+    assert "BufferedReader is over a BytesIO" in str(plan)
+    out = io.BytesIO()
+    assert zcopy.copy(out, reader) == len(DATA)
+    assert out.getvalue() == DATA
+
+
+def test_values_that_are_no_endpoint_are_refused() -> None:
+    with pytest.raises(TypeError, match="not bool"):
+        zcopy.explain(io.BytesIO(), True)
+    with pytest.raises(TypeError, match="dst bytearray has no write"):
+        zcopy.explain(bytearray(10), b"x")
+
+
+class NoFd:
+    """A sink whose fileno() says -1, as some wrappers do when they have none."""
+
+    def __init__(self) -> None:
+        self.got = bytearray()
+
+    def fileno(self) -> int:
+        return -1
+
+    def write(self, data: memoryview) -> int:
+        self.got += data
+        return len(data)
+
+
+class NotAHandoff:
+    def __zcopy__(self) -> object:
+        return "not a Handoff"
+
+
+def test_acopy_refuses_what_copy_refuses_and_takes_a_no_fd_object_at_its_word() -> None:
+    async def main() -> None:
+        sink = NoFd()
+        assert await zcopy.acopy(sink, b"word") == 4
+        assert sink.got == b"word"
+        with pytest.raises(TypeError, match=r"expected zcopy\.Handoff"):
+            await zcopy.acopy(io.BytesIO(), NotAHandoff())
+        with pytest.raises(TypeError, match="not bool"):
+            await zcopy.acopy(io.BytesIO(), False)
+        r, w = os.pipe()
+        os.close(r)
+        os.close(w)
+        with pytest.raises(ValueError, match="closed or invalid"):
+            await zcopy.acopy(io.BytesIO(), r)
+
+    asyncio.run(asyncio.wait_for(main(), 30))

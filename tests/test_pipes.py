@@ -125,6 +125,17 @@ def test_discard_closes_even_a_clean_pipe() -> None:
             os.fstat(fd)
 
 
+def test_closing_a_pipe_whose_fd_someone_else_closed_is_quiet() -> None:
+    """An fd closed behind the pipe's back (EBADF on close) is forgotten, never closed twice."""
+    pipe = _pipes.Pipe()
+    r, w = pipe.r, pipe.w
+    os.close(r)
+    pipe.close()
+    assert (pipe.r, pipe.w, pipe.fds) == (-1, -1, [])
+    with pytest.raises(OSError):
+        os.fstat(w)
+    pipe.close()  # twice: nothing left to close
+
 def test_a_pipe_nobody_references_closes_its_fds() -> None:
     """What a raising signal handler leaves behind (a pipe in a dropped local) leaks nothing."""
     pipe = _pipes.Pipe()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -282,3 +284,54 @@ def test_strict_mode_refuses_no_splice(chain: Chain, monkeypatch: pytest.MonkeyP
     y.shutdown(socket.SHUT_WR)
     assert _run(zcopy.relay(a, b)) == (15, 0)
     assert y.recv(100) == b"still strict-ok"
+
+
+def test_slow_but_moving_relay_is_not_idle_and_every_chunk_is_heard(chain: Chain) -> None:
+    """Bytes every 0.12 s for 1.2 s under a 0.8 s idle timeout: the timer re-arms, never fires."""
+    x, a, b, y = chain
+    heard: list[tuple[int, int]] = []
+    at_y = Drain(y)
+
+    def trickle() -> None:
+        for i in range(10):
+            time.sleep(0.12)
+            x.sendall(b"%d" % i)
+        x.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    y.shutdown(socket.SHUT_WR)
+    relaying = zcopy.relay(a, b, idle_timeout=0.8, on_bytes=lambda i, n: heard.append((i, n)))
+    assert _run(relaying) == (10, 0)
+    sender.join(10)
+    assert at_y.result() == b"0123456789"
+    assert {i for i, _ in heard} == {0} and sum(n for _, n in heard) == 10
+
+
+def test_an_end_that_cannot_be_written_is_refused_and_nothing_stays_registered(
+    no_fd_leak: None,
+) -> None:
+    """a is a pipe's read end: a->b may start, b->a cannot; the started way is torn down."""
+    r, w = os.pipe()
+    b, y = tcp_pair()
+    os.set_blocking(r, False)
+    b.setblocking(False)
+    pipes_before = _pipe_fds()
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(io.UnsupportedOperation, match="read-only"):
+            await zcopy.relay(r, b)  # type: ignore[arg-type]
+        selector = loop._selector  # type: ignore[attr-defined]
+        return sum(1 for fd in (r, b.fileno()) if fd in selector.get_map())
+
+    try:
+        assert _run(main()) == 0
+        os.write(w, b"not taken")  # nothing moved it: no copy is left reading r
+        assert os.read(r, 100) == b"not taken"
+        assert _pipe_fds() == pipes_before
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        b.close()
+        y.close()

@@ -257,6 +257,24 @@ def test_observed_plain_io_calls_are_counted() -> None:
         zcopy.observe(io.BytesIO(), 5)  # type: ignore[arg-type]
 
 
+
+def test_observed_empty_calls_are_not_news() -> None:
+    """An EOF read, a zero readinto and an empty write move nothing: the observer never hears."""
+    seen = Counter()  # it asserts n > 0 on every call
+    src = zcopy.observe(io.BytesIO(b""), seen)
+    assert src.read(10) == b""
+    assert src.readinto(bytearray(3)) == 0
+    assert zcopy.observe(io.BytesIO(), seen).write(b"") == 0
+    assert (seen.calls, seen.total) == (0, 0)
+
+
+def test_wrappers_say_what_they_wrap() -> None:
+    sec = zcopy.section(b"0123456789", 2, 3)
+    assert repr(sec) == "Section(b'0123456789', offset=2, length=3)"
+    assert repr(zcopy.observe(sec, Counter())) == f"Observed({sec!r})"
+    assert sec.readable()  # a source, as io's readable() reports it
+
+
 # -- a third-party wrapper --------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from collections.abc import Generator
 from typing import Any
 
 from . import _stats
+from ._direct import Shot
 from ._endpoint import Endpoint, Kind, resolve_pair
 from ._errors import FastPathLost, FastPathWarning, NotHandled, with_count
 from ._plan import Fallback, Plan, Route, choose
@@ -153,10 +154,9 @@ class Job:
         if dst_owner is not None and not isinstance(dst_owner, int):
             dst_owner.seek(0, os.SEEK_CUR)  # resync a buffered writer with its fd
         if t.src.buffer is not None:
-            try:
-                t.src.buffer.release()  # a BytesIO stays resizable afterwards
-            except BufferError:  # a traceback still holds a slice; the GC will free it
-                pass
+            # A BytesIO stays resizable afterwards. The view is only ever sliced, and a
+            # slice (even one a traceback or a sink still holds) never blocks its release.
+            t.src.buffer.release()
 
 
 def _start_offset(ep: Endpoint) -> int | None:
@@ -270,13 +270,34 @@ def copy(
     >>> zcopy.copy(out, io.BytesIO(b"hello world"), 5), out.getvalue()
     (5, b'hello')
     """
+    shot = Shot()
     try:
+        if direct(shot, dst, src, count, buffer_size, nonblocking=False) and shot.finished:
+            return shot.done()
         bufsize = None if buffer_size is None else _check_size(buffer_size)
         job = Job(dst, src, count, require_zero_copy, bufsize=bufsize)
-    except BaseException as exc:  # bad input, or a signal handler that raised: nothing moved
-        with_count(exc, 0)
+        shot.hand_over(job.t)  # the bytes a short direct call moved, if any
+    except BaseException as exc:  # bad input, or a signal handler that raised
+        shot.abort(exc)
         raise
     return run(job)
+
+
+def direct(
+    shot: Shot, dst: object, src: object, count: object, buffer_size: object, nonblocking: bool
+) -> bool:
+    """Try the one kernel call that may finish the copy (``_direct``); False: not a direct pair.
+
+    Only without listeners (they hear the plan's reason, which only the full path makes)
+    and with plain arguments (the full path checks and refuses the rest).
+    """
+    if _stats.listeners or buffer_size is not None:
+        return False
+    if count is not None and (type(count) is not int or count < 0):
+        return False
+    return shot.sendfile(dst, src, count, nonblocking) or (
+        not nonblocking and shot.write(dst, src, count)
+    )
 
 
 def run(job: Job) -> int:

@@ -77,13 +77,13 @@ def write_some(t: _transfer.Transfer, part: memoryview) -> Generator[_transfer.W
             r = obj.write(part)
         except OSError as exc:
             yield _wait_for(dst, exc, write=True)
-            continue
+            continue  # pragma: no cover - only a socket sink has a wait_fd (branch above)
         if type(r) is int and 0 <= r <= len(part):
             n = r
         elif r is None:
             if isinstance(obj, io.RawIOBase):  # a raw file's None: nothing written, would block
                 yield _would_block(dst, write=True, call="write")
-                continue
+                continue  # pragma: no cover - raised above: only a socket sink has a wait_fd
             # Any other write() that returns nothing took it all (shutil.copyfileobj and
             # file-likes such as HTTP response objects work that way).
             n = len(part)

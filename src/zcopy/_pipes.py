@@ -17,7 +17,7 @@ def _max_size() -> int:
     try:
         with open("/proc/sys/fs/pipe-max-size", "rb") as f:
             return min(_WANT, int(f.read()))
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # pragma: no cover - no readable /proc (a sandbox); import time
         return _WANT
 
 
@@ -40,7 +40,7 @@ class Pipe:
             # Past the per-user pipe budget (pipe-user-pages-soft) this fails or
             # the kernel hands out a single page; F_GETPIPE_SZ tells the truth.
             fcntl.fcntl(self.w, fcntl.F_SETPIPE_SZ, _TARGET)
-        except OSError:
+        except OSError:  # pragma: no cover - never refused to root (CAP_SYS_RESOURCE), as in CI
             pass
         self.size = fcntl.fcntl(self.w, fcntl.F_GETPIPE_SZ)
 
@@ -110,7 +110,8 @@ def idle_count() -> int:
         return len(_idle)
 
 
-def _after_fork_in_child() -> None:
+def _after_fork_in_child() -> None:  # pragma: no cover - the child leaves by os._exit, unmeasured
+    # Tested by tests/test_pipes.py::test_fork_child_does_not_reuse_parent_pipes, in the child.
     # A pooled pipe shared by parent and child would interleave their bytes.
     global _lock
     _lock = threading.Lock()

@@ -108,7 +108,7 @@ def choose(src: Endpoint, dst: Endpoint) -> Plan:
             src.label,
             dst.label,
         )
-    if not _LINUX:
+    if not _LINUX:  # pragma: no cover - other platforms; CI runs on Linux
         why = f"zero-copy routes are Linux-only (this is {sys.platform})"
         return _userspace(src, dst, Fallback.PLATFORM, why)
     if src.opaque:
