@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ._copy import Job
+from ._copy import Job, direct
+from ._direct import Shot
 from ._endpoint import blocking_reason, transport_of
 from ._errors import FastPathLost, with_count
 from ._transfer import Wait
@@ -158,10 +159,22 @@ async def acopy(
     >>> asyncio.run(zcopy.acopy(io.BytesIO(), b"hello"))
     5
     """
-    _check_nonblocking(src, "src")
-    _check_nonblocking(dst, "dst")
     loop = asyncio.get_running_loop()
-    job = Job(dst, src, count, require_zero_copy)
+    shot = Shot()
+    job: Job | None = None
+    try:
+        if direct(shot, dst, src, count, None, nonblocking=True) and shot.finished:
+            return shot.done()
+        if shot.box:  # a short call: the sink is a non-blocking socket, the source a file
+            job = Job(dst, src, count, require_zero_copy)
+            shot.hand_over(job.t)
+    except BaseException as exc:
+        shot.abort(exc)
+        raise
+    if job is None:
+        _check_nonblocking(src, "src")
+        _check_nonblocking(dst, "dst")
+        job = Job(dst, src, count, require_zero_copy)
     stepper = Stepper(loop, job)
     try:
         return await stepper.done

@@ -9,6 +9,7 @@ from collections.abc import Generator
 from typing import Any
 
 from . import _stats
+from ._direct import Shot
 from ._endpoint import Endpoint, Kind, resolve_pair
 from ._errors import FastPathLost, FastPathWarning, NotHandled, with_count
 from ._plan import Fallback, Plan, Route, choose
@@ -269,13 +270,34 @@ def copy(
     >>> zcopy.copy(out, io.BytesIO(b"hello world"), 5), out.getvalue()
     (5, b'hello')
     """
+    shot = Shot()
     try:
+        if direct(shot, dst, src, count, buffer_size, nonblocking=False) and shot.finished:
+            return shot.done()
         bufsize = None if buffer_size is None else _check_size(buffer_size)
         job = Job(dst, src, count, require_zero_copy, bufsize=bufsize)
-    except BaseException as exc:  # bad input, or a signal handler that raised: nothing moved
-        with_count(exc, 0)
+        shot.hand_over(job.t)  # the bytes a short direct call moved, if any
+    except BaseException as exc:  # bad input, or a signal handler that raised
+        shot.abort(exc)
         raise
     return run(job)
+
+
+def direct(
+    shot: Shot, dst: object, src: object, count: object, buffer_size: object, nonblocking: bool
+) -> bool:
+    """Try the one kernel call that may finish the copy (``_direct``); False: not a direct pair.
+
+    Only without listeners (they hear the plan's reason, which only the full path makes)
+    and with plain arguments (the full path checks and refuses the rest).
+    """
+    if _stats.listeners or buffer_size is not None:
+        return False
+    if count is not None and (type(count) is not int or count < 0):
+        return False
+    return shot.sendfile(dst, src, count, nonblocking) or (
+        not nonblocking and shot.write(dst, src, count)
+    )
 
 
 def run(job: Job) -> int:

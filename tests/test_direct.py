@@ -1,0 +1,274 @@
+"""The direct path (zcopy/_direct.py): one kernel call, and everything the full path promises.
+
+Real files and sockets: stats recorded, observers and listeners told, positions
+moved, and the hand-over to the full path when the one call does not finish
+the copy (a short sendfile, EAGAIN, a pseudo-file, a refusing peer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import zcopy
+from zcopy import _stats
+from zcopy._stats import CopyEvent
+
+KIB = 1 << 10
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    with socket.create_server(("127.0.0.1", 0)) as lst:
+        out = socket.create_connection(lst.getsockname(), timeout=10)
+        peer, _ = lst.accept()
+    peer.settimeout(10)
+    with out, peer:
+        yield out, peer
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes:
+    got = bytearray()
+    while len(got) < n:
+        chunk = sock.recv(min(1 << 20, n - len(got)))
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
+def _file(tmp_path: Path, size: int) -> tuple[Path, bytes]:
+    data = os.urandom(size)
+    path = tmp_path / f"{size}.bin"
+    path.write_bytes(data)
+    return path, data
+
+
+def test_small_file_records_stats_and_moves_position(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    out, peer = pair
+    path, data = _file(tmp_path, 4 * KIB)
+    zcopy.reset_stats()
+    with open(path, "rb") as f:
+        f.read(100)  # a buffered reader part-way: the copy starts at its logical position
+        assert zcopy.copy(out, f) == len(data) - 100
+        assert f.tell() == len(data)
+        assert f.read() == b""
+    assert _read_exactly(peer, len(data) - 100) == data[100:]
+    route = zcopy.stats().routes["sendfile"]
+    # One kernel call (the full path makes two: the second finds EOF).
+    assert (route.calls, route.bytes, route.syscalls) == (1, len(data) - 100, 1)
+
+
+def test_counted_copy_of_a_raw_file(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    out, peer = pair
+    path, data = _file(tmp_path, 64 * KIB)
+    zcopy.reset_stats()
+    with open(path, "rb", buffering=0) as f:
+        for _ in range(2):  # the second call trusts the first call's classification
+            f.seek(10)
+            assert zcopy.copy(out, f, 1000) == 1000
+            assert f.tell() == 1010
+    assert _read_exactly(peer, 2000) == data[10:1010] * 2
+    assert zcopy.stats().routes["sendfile"].calls == 2
+
+
+def test_observers_and_sections(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    out, peer = pair
+    path, data = _file(tmp_path, 8 * KIB)
+    seen: list[int] = []
+    with open(path, "rb", buffering=0) as f:
+        f.seek(5)
+        n = zcopy.copy(zcopy.observe(out, seen.append), zcopy.section(f, 100, 3000))
+        assert f.tell() == 5  # a section leaves the position alone
+        fd_n = zcopy.copy(out, zcopy.section(f.fileno(), 0, 10))
+    assert (n, sum(seen), fd_n) == (3000, 3000, 10)
+    assert _read_exactly(peer, 3010) == data[100:3100] + data[:10]
+
+
+def test_listeners_hear_the_plan(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    out, peer = pair
+    path, data = _file(tmp_path, 4 * KIB)
+    heard: list[CopyEvent] = []
+    _stats.listeners.append(heard.append)
+    try:
+        with open(path, "rb") as f:
+            zcopy.copy(out, f)
+        zcopy.copy(io.BytesIO(), b"abc")
+    finally:
+        _stats.listeners.remove(heard.append)
+    assert _read_exactly(peer, len(data)) == data
+    assert [(e.route, e.nbytes) for e in heard] == [("sendfile", len(data)), ("write", 3)]
+    assert "regular file" in heard[0].reason
+    assert heard[0].site.startswith(__file__)
+
+
+def test_bytes_into_bytesio() -> None:
+    zcopy.reset_stats()
+    out = io.BytesIO()
+    out.write(b"xy")
+    assert zcopy.copy(out, b"hello", 3) == 3
+    assert zcopy.copy(out, b"!") == 1
+    assert out.getvalue() == b"xyhel!"
+    route = zcopy.stats().routes["write"]
+    assert (route.calls, route.bytes, route.syscalls) == (2, 4, 2)
+    assert zcopy.copy(io.BytesIO(), b"") == 0  # nothing to write: the full path says so
+    closed = io.BytesIO()
+    closed.close()
+    with pytest.raises(ValueError, match="closed") as info:
+        zcopy.copy(closed, b"abc")
+    assert info.value.bytes_copied == 0  # type: ignore[attr-defined]
+
+
+def test_short_sendfile_hands_over(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """A timeout socket is O_NONBLOCK: the first call fills the buffer and returns short."""
+    out, peer = pair
+    out.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * KIB)
+    out.settimeout(10)
+    path, data = _file(tmp_path, 8 << 20)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(_read_exactly(peer, len(data))))
+    zcopy.reset_stats()
+    seen: list[int] = []
+    with open(path, "rb") as f:
+        reader.start()
+        assert zcopy.copy(zcopy.observe(out, seen.append), f) == len(data)
+        assert f.tell() == len(data)
+    reader.join(30)
+    assert got == [data]
+    assert sum(seen) == len(data) and len(seen) > 1  # the first call was short
+    route = zcopy.stats().routes["sendfile"]
+    assert (route.calls, route.bytes) == (1, len(data))  # one copy, however many calls
+    assert route.syscalls > 1
+
+
+def test_eagain_first_waits_on_the_full_path(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    out, peer = pair
+    out.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * KIB)
+    out.setblocking(False)
+    filler = 0
+    while True:  # fill the send buffer (and the peer's receive buffer) to EAGAIN
+        try:
+            filler += out.send(b"\0" * 65536)
+        except BlockingIOError:
+            break
+    path, data = _file(tmp_path, 4 * KIB)
+    got: list[bytes] = []
+
+    def drain_later() -> None:
+        time.sleep(0.2)
+        got.append(_read_exactly(peer, filler + len(data)))
+
+    reader = threading.Thread(target=drain_later)
+    reader.start()
+    out.settimeout(10)
+    with open(path, "rb") as f:
+        assert zcopy.copy(out, f) == len(data)
+    reader.join(30)
+    assert got and got[0][filler:] == data
+
+
+def test_acopy_direct_and_blocking_refusal(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    out, peer = pair
+    path, data = _file(tmp_path, 4 * KIB)
+    seen: list[int] = []
+
+    async def main() -> int:
+        with open(path, "rb", buffering=0) as f:
+            return await zcopy.acopy(zcopy.observe(out, seen.append), zcopy.section(f, 0, None))
+
+    out.setblocking(False)
+    zcopy.reset_stats()
+    assert asyncio.run(main()) == len(data)
+    assert _read_exactly(peer, len(data)) == data
+    assert sum(seen) == len(data) and zcopy.stats().routes["sendfile"].calls == 1
+    out.setblocking(True)  # a blocking sink is refused before a byte moves, as ever
+    with pytest.raises(ValueError, match="block the event loop"):
+        asyncio.run(main())
+
+
+def test_pseudo_and_empty_files_take_the_full_path(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    out, peer = pair
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    with open(empty, "rb") as f:
+        assert zcopy.copy(out, f) == 0
+    with open("/proc/self/stat", "rb") as f, pytest.warns(zcopy.FastPathWarning):
+        n = zcopy.copy(out, f)  # size 0, yet content: the kernel refuses, user space copies
+    assert n > 0 and _read_exactly(peer, n).split(b" ")[0].isdigit()
+
+
+def test_refusing_peer_raises_with_the_count(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    out, peer = pair
+    path, _ = _file(tmp_path, 4 * KIB)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    peer.close()  # a reset: the first call fails, the full path raises it
+    time.sleep(0.05)
+    with open(path, "rb") as f, pytest.raises((BrokenPipeError, ConnectionResetError)) as info:
+        zcopy.copy(out, f)
+    assert info.value.bytes_copied == 0  # type: ignore[attr-defined]
+    unconnected = socket.socket()
+    with unconnected, open(path, "rb") as f, pytest.raises(OSError) as info2:
+        zcopy.copy(unconnected, f)
+    assert info2.value.bytes_copied == 0  # type: ignore[attr-defined]
+
+
+def test_a_pipe_behind_fileio_is_not_direct() -> None:
+    r, w = os.pipe()
+    os.write(w, b"through a pipe")
+    os.close(w)
+    out = io.BytesIO()
+    with open(r, "rb", buffering=0) as f, pytest.warns(zcopy.FastPathWarning, match="BytesIO"):
+        assert zcopy.copy(out, f) == 14
+    assert out.getvalue() == b"through a pipe"
+
+
+def test_acopy_short_call_hands_over(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    out, peer = pair
+    out.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * KIB)
+    out.setblocking(False)
+    path, data = _file(tmp_path, 8 << 20)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(_read_exactly(peer, len(data))))
+    seen: list[int] = []
+
+    async def main() -> int:
+        with open(path, "rb") as f:
+            n = await zcopy.acopy(zcopy.observe(out, seen.append), f)
+            assert f.tell() == len(data)
+            return n
+
+    zcopy.reset_stats()
+    reader.start()
+    assert asyncio.run(main()) == len(data)
+    reader.join(30)
+    assert got == [data] and sum(seen) == len(data) and len(seen) > 1
+    route = zcopy.stats().routes["sendfile"]
+    assert (route.calls, route.bytes) == (1, len(data))
