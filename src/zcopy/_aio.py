@@ -159,7 +159,6 @@ async def acopy(
     >>> asyncio.run(zcopy.acopy(io.BytesIO(), b"hello"))
     5
     """
-    loop = asyncio.get_running_loop()
     shot = Shot()
     job: Job | None = None
     try:
@@ -171,6 +170,8 @@ async def acopy(
     except BaseException as exc:
         shot.abort(exc)
         raise
+    # Only now: asking for the running loop costs a getpid() syscall, which a direct copy skips.
+    loop = asyncio.get_running_loop()
     if job is None:
         _check_nonblocking(src, "src")
         _check_nonblocking(dst, "dst")
