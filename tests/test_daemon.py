@@ -324,6 +324,26 @@ def test_signals_not_forwarded_are_ignored_by_the_parent() -> None:
         assert d.ask() in kids
 
 
+def test_a_single_worker_ignores_signals_it_does_not_handle() -> None:
+    """Without a supervisor the server is the process: SIGUSR1 must not kill it."""
+    with demo("serve", 1) as d:
+        for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+            os.kill(d.proc.pid, sig)
+        time.sleep(0.3)
+        assert d.proc.poll() is None
+        assert d.ask() == d.proc.pid
+
+
+def test_a_worker_ignores_signals_sent_to_it_that_it_does_not_handle() -> None:
+    with demo("serve", 2) as d:
+        kids = d.workers()
+        for pid in kids:
+            for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+                os.kill(pid, sig)
+        time.sleep(0.3)
+        assert d.workers() == kids and all(alive(pid) for pid in kids)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")
 def test_a_refused_fork_is_one_line_and_status_1() -> None:
     d = Demo("nproc", 2, wait=False)

@@ -37,6 +37,7 @@ ready
 
 from __future__ import annotations
 
+import signal
 import socket
 from collections.abc import Callable
 
@@ -45,7 +46,7 @@ from .limits import raise_fd_limit
 from .listen import listen, where
 from .log import say, startup_failed
 from .log import setup as setup_log
-from .workers import Supervisor, WorkerMain
+from .workers import Supervisor, WorkerMain, ignore_unhandled
 
 __all__ = [
     "FAILURE",
@@ -80,8 +81,9 @@ def run(
     (``grace``: seconds a worker may take to finish after SIGTERM before it is
     killed; ``forward``: other signals the workers handle, e.g. ``(signal.SIGUSR1,)``,
     passed on to each of them, while SIGUSR1, SIGUSR2 and SIGHUP not listed are
-    ignored by the parent). A ``StartupError`` raised by ``worker_main`` is printed as
-    ``name: message`` and its status returned.
+    ignored by the parent and the workers; a single worker ignores them too). A
+    ``StartupError`` raised by ``worker_main`` is printed as ``name: message`` and
+    its status returned.
 
     >>> from zcopy import daemon
     >>> with daemon.listen("127.0.0.1", 0) as s:
@@ -95,11 +97,15 @@ def run(
     1
     """
     if workers <= 1:
+        replaced = ignore_unhandled(forward)  # the server's own handlers come later
         try:
             result = worker_main(listener, on_ready or _nothing)
         except StartupError as exc:
             startup_failed(name, str(exc))
             return exc.status
+        finally:
+            for sig, handler in replaced.items():
+                signal.signal(sig, handler)
         return result if isinstance(result, int) else 0
     return Supervisor(name, listener, worker_main, workers, grace, on_ready, forward).run()
 

@@ -40,6 +40,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .errors import StartupError
 from .log import startup_failed
@@ -47,6 +48,9 @@ from .log import startup_failed
 WorkerMain = Callable[[socket.socket, Callable[[], object]], object]
 
 _STOP = (signal.SIGTERM, signal.SIGINT)
+# Signals an operator may send that a server need not handle; their default action
+# kills the process, so a daemon that does not handle one ignores it.
+OPTIONAL = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
 _WATCHED = (
     signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGCHLD
 )
@@ -87,6 +91,20 @@ def die_with_parent(parent: int) -> None:
         pass  # not glibc: a worker may outlive a parent killed by SIGKILL
     if os.getppid() != parent:  # the parent died before the request above was in place
         raise SystemExit(1)
+
+
+def ignore_unhandled(handled: tuple[int, ...]) -> dict[int, Any]:
+    """Ignore the ``OPTIONAL`` signals not in ``handled``; return the handlers replaced.
+
+    >>> old = ignore_unhandled((signal.SIGUSR1,))
+    >>> signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN, sorted(old) == [1, 12]
+    (True, True)
+    >>> for sig, handler in old.items():
+    ...     _ = signal.signal(sig, handler)
+    """
+    return {
+        sig: signal.signal(sig, signal.SIG_IGN) for sig in OPTIONAL if sig not in handled
+    }
 
 
 def _noop(_signum: int, _frame: object) -> None:
@@ -279,6 +297,7 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             for sig in _WATCHED:
                 signal.signal(sig, signal.SIG_DFL)
+            ignore_unhandled(self.forward)  # also when sent to the worker's own pid
             for fd in (*self._wake, self._ready_pipe[0]):
                 os.close(fd)
             ready_fd = self._ready_pipe[1]
