@@ -91,11 +91,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 
 def _announce(options: AppOptions, addr: tuple[str, int], workers: int) -> None:
-    host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
-    print(
-        f"{NAME}: serving app {options.spec} on http://{host}:{addr[1]}/ "
+    daemon.say(  # the one log format, on stdout as static serving's ready line
+        NAME,
+        f"serving app {options.spec} on http://{daemon.where(addr[0], addr[1])}/ "
         f"(pid {os.getpid()}, {workers} worker{'s' if workers > 1 else ''}, "
         f"loop {options.loop})",
-        flush=True,
+        sys.stdout,
     )
-    sys.stdout.flush()
