@@ -15,6 +15,7 @@ once. Error lines are in the one daemon log format (``zcopy.daemon.log``).
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import stat
@@ -35,7 +36,12 @@ def clf_time(ts: float) -> str:
     >>> clf_time(0)
     '[01/Jan/1970:00:00:00 +0000]'
     """
-    return time.strftime("[%d/%b/%Y:%H:%M:%S +0000]", time.gmtime(ts))
+    return _clf_second(int(ts))
+
+
+@functools.lru_cache(maxsize=2)  # one string per second for every line of that second
+def _clf_second(sec: int) -> str:
+    return time.strftime("[%d/%b/%Y:%H:%M:%S +0000]", time.gmtime(sec))
 
 
 def _quote(value: str | None) -> str:
@@ -62,21 +68,9 @@ def combined_line(
     >>> combined_line("127.0.0.1", 0, "GET / HTTP/1.1", 200, 5, None, 'a"b')
     '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "a\\\\"b"'
     """
-    return _line(host, clf_time(ts), request_line, status, nbytes, referer, user_agent)
-
-
-def _line(
-    host: str,
-    stamp: str,
-    request_line: str,
-    status: int,
-    nbytes: int,
-    referer: str | None,
-    user_agent: str | None,
-) -> str:
     size = str(nbytes) if nbytes else "-"
     return (
-        f"{host} - - {stamp} {_quote(request_line)} {status} {size} "
+        f"{host} - - {clf_time(ts)} {_quote(request_line)} {status} {size} "
         f"{_quote(referer)} {_quote(user_agent)}"
     )
 
@@ -114,8 +108,6 @@ class AccessLog:
                 self._chunk = select.PIPE_BUF
             self._eager = os.isatty(self._fd)  # someone is watching: no delay
         self._lines: list[str] = []
-        self._sec = -1
-        self._stamp = ""
 
     def write(
         self,
@@ -129,11 +121,8 @@ class AccessLog:
         """Buffer one line."""
         if not self.enabled:
             return
-        sec = int(time.time())
-        if sec != self._sec:
-            self._sec, self._stamp = sec, clf_time(sec)
-        self._lines.append(_line(host, self._stamp, request_line, status, nbytes, referer,
-                                 user_agent))
+        self._lines.append(combined_line(host, time.time(), request_line, status, nbytes,
+                                         referer, user_agent))
         if self._eager or len(self._lines) >= _BATCH:
             self.flush()
 
