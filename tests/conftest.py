@@ -88,6 +88,14 @@ class Blob:
 
 
 @pytest.fixture
+def src_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A file holding the requesting test module's ``DATA``."""
+    path = tmp_path / "src"
+    path.write_bytes(request.module.DATA)
+    return path
+
+
+@pytest.fixture
 def make_blob(tmp_path: Path) -> Callable[..., Blob]:
     counter = iter(range(1_000_000))
 

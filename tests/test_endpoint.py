@@ -34,13 +34,6 @@ pytestmark = [
 DATA = os.urandom(200_000)
 
 
-@pytest.fixture
-def src_file(tmp_path: Path) -> Path:
-    path = tmp_path / "src"
-    path.write_bytes(DATA)
-    return path
-
-
 # -- trust by exact type --------------------------------------------------------------------
 
 

@@ -52,13 +52,6 @@ def pair(cert: Cert) -> Iterator[tuple[ssl.SSLSocket, ssl.SSLSocket]]:
         server.close()
 
 
-@pytest.fixture
-def src_file(tmp_path: Path) -> Path:
-    path = tmp_path / "src.bin"
-    path.write_bytes(DATA)
-    return path
-
-
 def _sink(kind: str, tls: ssl.SSLSocket) -> object:
     if kind == "socket":
         return tls

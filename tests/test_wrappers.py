@@ -27,13 +27,6 @@ DATA = os.urandom(200_000)
 
 
 
-@pytest.fixture
-def src_file(tmp_path: Path) -> Path:
-    path = tmp_path / "src"
-    path.write_bytes(DATA)
-    return path
-
-
 def to_tcp(src: object, count: int | None = None) -> tuple[int, bytes]:
     a, b = tcp_pair()
     with a, b:
