@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import hashlib
@@ -18,6 +19,7 @@ from typing import Protocol
 
 import pytest
 
+import zcopy
 from zcopy import _pipes
 from zcopy.tools import bpftrace, strace
 
@@ -85,6 +87,17 @@ class Blob:
         self.data = data
         self.size = len(data)
         self.sha256 = hashlib.sha256(data).hexdigest()
+
+
+def copy_by(driver: str, dst: object, src: object) -> int:
+    """Copy with ``zcopy.copy`` (``driver="copy"``) or ``zcopy.acopy`` (any other), 30 s at most.
+
+    >>> import io; copy_by("acopy", io.BytesIO(), b"abc")
+    3
+    """
+    if driver == "copy":
+        return zcopy.copy(dst, src)
+    return asyncio.run(asyncio.wait_for(zcopy.acopy(dst, src), 30))
 
 
 @pytest.fixture

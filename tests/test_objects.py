@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Drain
+from conftest import Drain, copy_by
 from tls_util import make_cert, read_all, tls_pair
 
 import zcopy
@@ -64,8 +64,6 @@ def test_nonblocking_socket_subclass_source_is_waited_on() -> None:
 
 @pytest.mark.parametrize("driver", ["copy", "acopy"])
 def test_nonblocking_socket_subclass_sink_waits_for_a_late_reader(driver: str) -> None:
-    import asyncio
-
     sub, peer = subclassed_pair()
     with sub, peer:
         sub.setblocking(False)
@@ -73,10 +71,7 @@ def test_nonblocking_socket_subclass_sink_waits_for_a_late_reader(driver: str) -
         late = threading.Timer(0.2, lambda: readers.append(Drain(peer)))
         readers: list[Drain] = []
         late.start()
-        if driver == "copy":
-            n = zcopy.copy(sub, DATA)
-        else:
-            n = asyncio.run(asyncio.wait_for(zcopy.acopy(sub, DATA), 30))
+        n = copy_by(driver, sub, DATA)
         assert n == len(DATA)
         late.join(10)
         sub.shutdown(socket.SHUT_WR)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import calls_on, run_traced
+from conftest import calls_on, copy_by, run_traced
 from tls_util import Cert, Reader, make_cert, tls_pair
 
 import zcopy
@@ -155,10 +155,7 @@ def test_nonblocking_tls_sink_waits(
     starter = threading.Thread(target=lambda: readers.append(_slow_reader(server, 0.3)))
     starter.start()
     with open(src_file, "rb") as f:
-        if driver == "copy":
-            n = zcopy.copy(sink, f)
-        else:
-            n = asyncio.run(asyncio.wait_for(zcopy.acopy(sink, f), 30))
+        n = copy_by(driver, sink, f)
     assert n == len(DATA)
     starter.join(10)
     if kind != "socket":
@@ -193,10 +190,7 @@ def test_nonblocking_tls_source_waits(
             out.extend(b)
             return len(b)
 
-    if driver == "copy":
-        n = zcopy.copy(Sink(), src)
-    else:
-        n = asyncio.run(asyncio.wait_for(zcopy.acopy(Sink(), src), 30))
+    n = copy_by(driver, Sink(), src)
     sender.join(30)
     assert n == len(DATA)
     assert out == DATA
