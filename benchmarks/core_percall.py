@@ -5,8 +5,9 @@ For 4 KiB and 64 KiB: file -> TCP socket (``os.sendfile``), bytes -> ``BytesIO``
 pipe). Each call is timed on its own (``perf_counter_ns``) in this process,
 pinned to the first CPU; the receiving end is drained by a child process pinned
 to the second, so the copy never waits for room. Feeding a source socket is not
-timed. A row is the median over repeats of each repeat's median call, with the
-spread (min-max) over repeats. Used by ``benchmarks/core_copy.py --per-call``.
+timed, nor is rewinding the source file. A row is the median over repeats of each
+repeat's median call, with the spread (min-max) over repeats. Used by
+``benchmarks/core_copy.py --per-call``.
 """
 
 from __future__ import annotations
@@ -90,16 +91,15 @@ def _pairs(
     fd = f.fileno()
     sock_fd = out.fileno()
 
-    def zc_file() -> None:
+    def rewind() -> None:
         f.seek(0)
-        zcopy.copy(out, f)
 
     def raw_file() -> None:
         sent = 0
         while sent < size:
             sent += os.sendfile(sock_fd, fd, sent, size - sent)
 
-    yield "file -> socket", "os.sendfile", zc_file, raw_file, None
+    yield "file -> socket", "os.sendfile", lambda: zcopy.copy(out, f), raw_file, rewind
 
     data = os.urandom(size)
     yield ("bytes -> BytesIO", "BytesIO.write", lambda: zcopy.copy(io.BytesIO(), data),
