@@ -76,6 +76,7 @@ UVICORN = "uvicorn"
 UVICORN_UV = "uvicorn (uvloop)"
 HYPERCORN = "hypercorn"
 GRANIAN = "granian"
+MEASURES = ("file", "range", "rps_file", "rps_hello", "rss", "trace")
 
 
 def _has(module: str) -> bool:
@@ -242,31 +243,36 @@ def run(args: argparse.Namespace, root: Path, tmp: Path, size: int) -> dict[str,
     for why in skipped:
         print(f"SKIP {why}", flush=True)
     samples: dict[str, dict[str, list[Any]]] = {s.name: {} for s in live}
+    todo = set(args.measure or MEASURES)
+    todo -= {k for k, off in (("rss", args.no_rss), ("trace", args.no_trace)) if off}
     for i in range(args.reps):
         for s in rotated(live, i):
             start(s, tmp, root, SERVER_CPU if CLIENT_CPU >= 0 else None)
             try:
                 got = samples[s.name]
-                cpu = measure_cpu([s], size, args.per_rep, 1)["rows"][0]
-                # schedstat run time (ns), not 10 ms ticks; ticks where schedstat is missing
-                got.setdefault("file", []).append(cpu["sched_runs"][0] or cpu["runs"][0])
-                got.setdefault("file_gibps", []).append(cpu["gib_per_s"])
-                r, speed = range_cpu(s, size, args.ranges)
-                got.setdefault("range", []).append(r)
-                got.setdefault("range_gibps", []).append(speed)
+                if "file" in todo:
+                    cpu = measure_cpu([s], size, args.per_rep, 1)["rows"][0]
+                    # schedstat run time (ns), not 10 ms ticks; ticks where schedstat is missing
+                    got.setdefault("file", []).append(cpu["sched_runs"][0] or cpu["runs"][0])
+                    got.setdefault("file_gibps", []).append(cpu["gib_per_s"])
+                if "range" in todo:
+                    r, speed = range_cpu(s, size, args.ranges)
+                    got.setdefault("range", []).append(r)
+                    got.setdefault("range_gibps", []).append(speed)
                 if shutil.which("wrk"):
                     for key, path in (("rps_file", f"/{SMALL}"), ("rps_hello", "/hello")):
-                        if s.name == STATIC and key == "rps_hello":
+                        if key not in todo or (s.name == STATIC and key == "rps_hello"):
                             continue
                         one = wrk(s, path, args.conns, args.duration)
                         got.setdefault(key, []).append(one)
-                if i == 0 and not args.no_rss and s.name != STATIC:
+                if i == 0 and "rss" in todo and s.name != STATIC:
                     got["rss"] = [measure_rss([s], args.clients, args.rss_seconds)["rows"][0]]
-                if i == 0 and not args.no_trace and s.name != STATIC:
+                if i == 0 and "trace" in todo and s.name != STATIC:
                     got["trace"] = [trace_verdict(s, size)]
             finally:
                 stop(s)
-            print(f"  repeat {i + 1}/{args.reps} {s.name}: file {got['file'][-1]:.3f} s/GiB"
+            print(f"  repeat {i + 1}/{args.reps} {s.name}:"
+                  + (f" file {got['file'][-1]:.3f} s/GiB" if "file" in got else "")
                   + (f", range {got['range'][-1]:.3f}" if "range" in got else "")
                   + "".join(f", {k} {got[k][-1]['rps']:.0f}/s" for k in ("rps_file", "rps_hello")
                             if k in got), flush=True)
@@ -365,6 +371,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, help="RSS clients (default 200; quick 20)")
     ap.add_argument("--rss-seconds", type=float, help="RSS test length (default 5; quick 1)")
     ap.add_argument("--only", action="append", help="only servers whose name contains this")
+    ap.add_argument("--measure", action="append", choices=MEASURES,
+                    help="only this measurement (repeatable; default all)")
     ap.add_argument("--no-rss", action="store_true")
     ap.add_argument("--no-trace", action="store_true")
     args = ap.parse_args()

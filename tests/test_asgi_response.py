@@ -172,6 +172,23 @@ def test_missing_file_is_404_not_a_crash(tmp_path: Path) -> None:
     assert run_app(FileResponse(tmp_path), extensions=BOTH).status == 404  # a directory
 
 
+def test_remembered_description_follows_the_file(tmp_path: Path) -> None:
+    """The description is cached per file version: a rewrite gets a new ETag and length."""
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"0123456789")
+    os.utime(f, ns=(10**18, 10**18))
+    first = run_app(FileResponse(f), extensions=BOTH)
+    again = run_app(FileResponse(f), extensions=BOTH)
+    assert first.headers["etag"] == again.headers["etag"]
+    f.write_bytes(b"01234")
+    os.utime(f, ns=(10**18, 10**18))  # same mtime, other size: still another version
+    changed = run_app(FileResponse(f), extensions=BOTH)
+    assert changed.headers["etag"] != first.headers["etag"]
+    assert changed.headers["content-length"] == "5" and changed.body == b"01234"
+    named = run_app(FileResponse(f, filename="x.csv"), extensions=BOTH)
+    assert named.headers["content-type"] == "text/csv; charset=utf-8"
+
+
 def test_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from zcopy.serve.asgi import response
 from zcopy.serve.asgi.response import BadResponse, Framing, chunk, start
 
 DATE = b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\nServer: zcopy/test\r\n"
@@ -87,3 +88,32 @@ def test_repeated_equal_content_length_is_fine() -> None:
 
 def test_chunk_encoding() -> None:
     assert chunk(b"x" * 255) == b"ff\r\n" + b"x" * 255 + b"\r\n"
+
+
+def test_checked_heads_are_remembered_only_for_plain_bytes() -> None:
+    """The cache never lets a value skip a check its own type would fail."""
+    fields = [(b"x-a", b"1")]
+    assert response.checked(200, fields) is response.checked(200, [(b"x-a", b"1")])
+    # A bytes-equal memoryview is no bytes: checked itself, and refused as before.
+    with pytest.raises(BadResponse):
+        plan(200, [(memoryview(b"x-a"), b"1")])  # type: ignore[list-item]
+    with pytest.raises(BadResponse):
+        plan(200.0, fields)  # equal to 200 as a key, but not a status
+    with pytest.raises(BadResponse):
+        plan(True, fields)
+    from http import HTTPStatus
+
+    assert plan(HTTPStatus.OK, fields)[0].startswith(b"HTTP/1.1 200 OK\r\nx-a: 1\r\n")
+
+
+def test_checked_heads_cache_is_bounded() -> None:
+    for n in range(response.CHECKED_MAX * 3):
+        start(200, [(b"content-length", b"%d" % n)], head_request=False, http10=False,
+              keep_alive=True, date_block=b"")
+    assert len(response._CHECKED) <= response.CHECKED_MAX
+
+
+def test_app_connection_close_survives_the_cache() -> None:
+    for _ in range(2):  # the second answer comes from the cache
+        assert plan(200, [(b"connection", b"close")])[3] is False
+        assert plan(200, [(b"content-length", b"0")])[3] is True

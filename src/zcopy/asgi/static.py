@@ -18,9 +18,10 @@ from urllib.parse import quote
 
 from ..serve.files import Refused, open_under
 from ..serve.paths import BadTarget, Target, parse_target
-from ..serve.plan import Plan, Representation, error_page, plan_file
+from ..serve.plan import Plan, error_page, plan_file
 from .delivery import deliver
 from .facts import method, request_fields
+from .response import describe
 from .types import Receive, Scope, Send
 
 ALLOW = b"Allow: GET, HEAD\r\n"
@@ -113,7 +114,7 @@ class StaticFiles:
             return
         fd, st, path = opened
         with io.FileIO(fd, "rb") as file:
-            rep = Representation.for_file(path, st)
+            rep = describe(path, None, None, st.st_mtime_ns, st.st_size, int(st.st_mtime))
             plan = plan_file(verb, request_fields(scope), st.st_size, rep)
             await deliver(scope, receive, send, plan, file, path)
 

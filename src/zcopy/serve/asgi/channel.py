@@ -160,6 +160,11 @@ class Exchange:
         async with self._reading:
             return await self.conn.recv()
 
+    @property
+    def reading(self) -> bool:
+        """Whether the app's ``receive()`` ever had to read the socket (``settle`` matters)."""
+        return self._reading is not None
+
     async def settle(self) -> None:
         """After the app returned: stop a ``receive()`` it left running in a task of its own.
 

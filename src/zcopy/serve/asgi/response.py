@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 
 _PHRASES = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -59,6 +60,81 @@ def _content_length(value: bytes, seen: int | None) -> int:
     return n
 
 
+@dataclass(frozen=True, slots=True)
+class AppFields:
+    """The checked part of a head the app decides: status line and its fields, and their facts."""
+
+    data: bytes  # the status line and the app's own fields, CRLF-terminated
+    length: int | None  # the app's Content-Length
+    own_date: bool
+    own_server: bool
+    close: bool  # the app said ``Connection: close``
+
+
+# Checked heads by (status, fields): most apps answer with a few head shapes (a hello, a
+# JSON page), and checking every name and value costs more than the rest of ``start``.
+_CHECKED: dict[tuple[int, tuple[Any, ...]], AppFields] = {}
+CHECKED_MAX = 256  # then forgotten at once: a cache, never a leak (heads with a varying
+# Content-Range or ETag miss it; they pay the check, as they would without it)
+
+
+def app_fields(status: int, fields: Iterable[Iterable[bytes]]) -> AppFields:
+    """Check the app's status line and fields; ``BadResponse`` for one that would corrupt the head.
+
+    >>> app_fields(200, [(b"Connection", b"close"), (b"X", b"1")])
+    AppFields(data=b'HTTP/1.1 200 OK\\r\\nX: 1\\r\\n', length=None, own_date=False, own_server=False, close=True)
+    """  # noqa: E501
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES.get(status, b""))]
+    length: int | None = None
+    own_date = own_server = close = False
+    for pair in fields:
+        try:
+            name, value = pair
+        except (TypeError, ValueError):
+            raise BadResponse(f"a header must be a (name, value) pair, not {pair!r}") from None
+        if not isinstance(name, bytes | bytearray) or not isinstance(value, bytes | bytearray):
+            raise BadResponse(f"header name and value must be bytes, not {pair!r}")
+        if not _TOKEN.match(name) or _BAD_VALUE.search(value):
+            raise BadResponse(f"header {bytes(name)[:40]!r} would corrupt the response head")
+        key = name.lower()
+        if key in _HOP:
+            if key == b"connection" and b"close" in value.lower():
+                close = True
+            continue
+        if key == b"content-length":
+            length = _content_length(value, length)
+        elif key == b"date":
+            own_date = True
+        elif key == b"server":
+            own_server = True
+        lines.append(b"%s: %s\r\n" % (name, value))
+    return AppFields(b"".join(lines), length, own_date, own_server, close)
+
+
+def checked(status: int, fields: Iterable[Iterable[bytes]]) -> AppFields:
+    """``app_fields``, remembered for fields that are all ``bytes`` (hashable, immutable).
+
+    >>> checked(200, [(b"a", b"1")]) is checked(200, ((b"a", b"1"),))
+    True
+    """
+    items = tuple(fields)
+    for pair in items:
+        # Only tuples of two bytes: a bytes-equal memoryview or a list must be checked itself.
+        if type(pair) is not tuple or len(pair) != 2:
+            return app_fields(status, items)
+        name, value = pair
+        if type(name) is not bytes or type(value) is not bytes:
+            return app_fields(status, items)
+    key = (status, items)
+    found = _CHECKED.get(key)
+    if found is None:
+        found = app_fields(status, items)
+        if len(_CHECKED) >= CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[key] = found
+    return found
+
+
 def start(
     status: object,
     fields: Iterable[Iterable[bytes]],
@@ -82,36 +158,17 @@ def start(
     """  # noqa: E501
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise BadResponse(f"status must be an int from 200 to 599, not {status!r}")
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES.get(status, b""))]
-    length: int | None = None
-    own_date = own_server = False
-    for pair in fields:
-        try:
-            name, value = pair
-        except (TypeError, ValueError):
-            raise BadResponse(f"a header must be a (name, value) pair, not {pair!r}") from None
-        if not isinstance(name, bytes | bytearray) or not isinstance(value, bytes | bytearray):
-            raise BadResponse(f"header name and value must be bytes, not {pair!r}")
-        if not _TOKEN.match(name) or _BAD_VALUE.search(value):
-            raise BadResponse(f"header {bytes(name)[:40]!r} would corrupt the response head")
-        key = name.lower()
-        if key in _HOP:
-            if key == b"connection" and b"close" in value.lower():
-                keep_alive = False
-            continue
-        if key == b"content-length":
-            length = _content_length(value, length)
-        elif key == b"date":
-            own_date = True
-        elif key == b"server":
-            own_server = True
-        lines.append(b"%s: %s\r\n" % (name, value))
-    if date_block and not (own_date or own_server):
+    app = checked(int(status), fields)  # HTTPStatus.OK keys the cache as 200
+    length = app.length
+    if app.close:
+        keep_alive = False
+    lines = [app.data]
+    if date_block and not (app.own_date or app.own_server):
         lines.append(date_block)  # the usual case: no need to look inside
     elif date_block:
         for line in date_block.splitlines(keepends=True):
-            if not (own_date and line.startswith(b"Date:")) and not (
-                own_server and line.startswith(b"Server:")
+            if not (app.own_date and line.startswith(b"Date:")) and not (
+                app.own_server and line.startswith(b"Server:")
             ):
                 lines.append(line)
     if head_request or status in (204, 304):

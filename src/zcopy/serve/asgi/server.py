@@ -130,7 +130,8 @@ class AsgiServer(Server):
         except Exception as exc:
             return await self._app_failed(conn, req, ex, exc)
         finally:
-            await ex.settle()
+            if ex.reading:  # the app read the socket: a receive() it left running must stop
+                await ex.settle()
         if not ex.done:
             if not ex.head_sent and not ex.disconnected:
                 error(f"{conn.host}: {req.request_line}: the app returned without a response")
@@ -142,7 +143,7 @@ class AsgiServer(Server):
         self._log(conn, req, ex.head.status if ex.head else 0, ex.body_sent)
         if ex.close or ex.disconnected:
             return False  # the engine closes, lingering: unread input never turns into a RST
-        return await self._discard_body(conn, ex)
+        return req.complete or await self._discard_body(conn, ex)
 
     async def _app_failed(self, conn: Conn, req: Request, ex: Exchange, exc: Exception) -> bool:
         """An exception from the app: 500 if nothing was sent yet, else cut the connection."""
