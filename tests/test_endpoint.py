@@ -513,3 +513,23 @@ def test_acopy_refuses_what_copy_refuses_and_takes_a_no_fd_object_at_its_word() 
             await zcopy.acopy(io.BytesIO(), r)
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_fileio_over_a_socket_fd_is_that_socket(src_file: Path) -> None:
+    a, b = tcp_pair()
+    with a, b, open(a.fileno(), "wb", buffering=0, closefd=False) as raw, open(src_file, "rb") as f:
+        assert type(raw) is io.FileIO
+        plan = zcopy.explain(raw, f)
+        assert plan.route is zcopy.Route.SENDFILE and "socket" in plan.dst
+        drain = Drain(b)
+        assert zcopy.copy(raw, f) == len(DATA)
+        a.shutdown(socket.SHUT_WR)
+        assert drain.result(30) == DATA
+
+
+def test_acopy_refuses_wrappers_nested_past_the_limit() -> None:
+    deep: object = b"x"
+    for _ in range(40):
+        deep = zcopy.observe(deep, lambda n: None)
+    with pytest.raises(ValueError, match="nested __zcopy__ wrappers"):
+        asyncio.run(asyncio.wait_for(zcopy.acopy(io.BytesIO(), deep), 30))
