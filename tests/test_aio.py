@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import selectors
 import socket
@@ -201,3 +202,42 @@ def test_pipe_to_unix_socket_straight_splice() -> None:
             os.close(r)
         a.shutdown(socket.SHUT_WR)
         assert sha(drain.result(30)) == sha(DATA * 3)
+
+
+def test_an_observer_that_cancels_the_copy_on_its_last_chunk_leaves_no_loop_error() -> None:
+    # The observer runs inside the route; cancelling the awaiting task there and then
+    # reaching EOF must not try to resolve a future that is already cancelled.
+    errors: list[dict[str, object]] = []
+
+    async def main() -> tuple[int | None, int]:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        out = io.BytesIO()
+        task = asyncio.current_task()
+        assert task is not None
+        seen: list[int] = []
+
+        def on_bytes(n: int) -> None:
+            seen.append(n)
+            if len(seen) == 2:
+                task.cancel()
+
+        loop.call_later(0.02, b.send, b"x" * 1000)
+        loop.call_later(0.06, b.send, b"y" * 1000)
+        loop.call_later(0.06, b.shutdown, socket.SHUT_WR)
+        copied: int | None = None
+        try:
+            await zcopy.acopy(out, zcopy.observe(a, on_bytes))
+        except asyncio.CancelledError as exc:
+            copied = getattr(exc, "bytes_copied", None)
+            task.uncancel()
+        await asyncio.sleep(0.05)
+        a.close()
+        b.close()
+        return copied, len(out.getvalue())
+
+    copied, delivered = asyncio.run(main())
+    assert copied == delivered == 2000
+    assert errors == []

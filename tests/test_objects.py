@@ -10,6 +10,7 @@ here is real; the peers are real threads reading late or writing in pieces.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -154,3 +155,33 @@ def test_nonblocking_tls_sink_waits_when_the_kernel_buffers_are_full(tmp_path: P
         client.shutdown(socket.SHUT_WR)
         late.join(30)
         assert b"".join(got) == DATA[: 1 << 20]
+
+
+class _SubWriter(io.BufferedWriter):
+    """A BufferedWriter subclass: reached through its write(), which may take part and block."""
+
+
+def test_a_buffered_writer_that_takes_part_then_would_block_counts_what_it_took() -> None:
+    # The writer puts 64 KiB into the pipe and 8 KiB into its own buffer, then raises
+    # BlockingIOError(characters_written=...): those bytes are the sink's, so a caller
+    # resuming from bytes_copied must not send them again.
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    sink = _SubWriter(io.FileIO(w, "wb"), buffer_size=8192)
+    data = os.urandom(200_000)
+    try:
+        with pytest.raises(BlockingIOError) as info:
+            zcopy.copy(sink, data)
+        os.set_blocking(r, False)
+        in_pipe = b""
+        with pytest.raises(BlockingIOError):
+            while chunk := os.read(r, 1 << 20):
+                in_pipe += chunk
+        copied = info.value.bytes_copied  # type: ignore[attr-defined]
+        assert copied >= len(in_pipe) > 0
+        assert copied == len(in_pipe) + 8192  # the rest sits in the writer's own buffer
+        assert in_pipe == data[: len(in_pipe)]
+    finally:
+        with contextlib.suppress(BlockingIOError):
+            sink.close()
+        os.close(r)

@@ -65,14 +65,17 @@ class Stepper:
             self._close()
             if self.on_eof is not None:
                 self.on_eof()
-            self.done.set_result(self.job.t.moved)
+            # An observer may have cancelled the awaiting task during the last chunk.
+            if not self.done.done():
+                self.done.set_result(self.job.t.moved)
             return
         except BaseException as exc:
             self._close()
             if not isinstance(exc, FastPathLost):
                 with_count(exc, self.job.t.moved)
-            self.done.set_exception(exc)
-            self.done.exception()  # marked retrieved: the awaiting side reports it
+            if not self.done.done():
+                self.done.set_exception(exc)
+                self.done.exception()  # marked retrieved: the awaiting side reports it
             return
         if wait != self.waiting:
             self._unregister()

@@ -76,6 +76,13 @@ def write_some(t: _transfer.Transfer, part: memoryview) -> Generator[_transfer.W
         try:
             r = obj.write(part)
         except OSError as exc:
+            # A buffered writer that would block may already have taken part of the data
+            # (into the fd or its own buffer): those bytes are the sink's, and a caller that
+            # resumes from bytes_copied must not send them twice.
+            taken = getattr(exc, "characters_written", 0)
+            if isinstance(exc, BlockingIOError) and type(taken) is int and 0 < taken <= len(part):
+                t.advance(taken)
+                return taken
             yield _wait_for(dst, exc, write=True)
             continue  # pragma: no cover - only a socket sink has a wait_fd (branch above)
         if type(r) is int and 0 <= r <= len(part):
