@@ -65,23 +65,21 @@ async def big(request):
 app = Starlette(routes=[Route("/big.bin", big)])
 """
 
-WSGI_FILE_WRAPPER_APP = """
+# The two WSGI apps differ only in how the body leaves: the same head, then their return.
+WSGI_HEAD = """
 import os
 def app(environ, start_response):
     f = open({path!r}, "rb")
     size = os.fstat(f.fileno()).st_size
     start_response("200 OK", [("Content-Type", "application/octet-stream"),
                               ("Content-Length", str(size))])
+"""
+
+WSGI_FILE_WRAPPER_APP = WSGI_HEAD + """\
     return environ["wsgi.file_wrapper"](f, 1 << 20)
 """
 
-WSGI_ITERABLE_APP = """
-import os
-def app(environ, start_response):
-    f = open({path!r}, "rb")
-    size = os.fstat(f.fileno()).st_size
-    start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                              ("Content-Length", str(size))])
+WSGI_ITERABLE_APP = WSGI_HEAD + """\
     def chunks():
         with f:
             while block := f.read(1 << 16):
