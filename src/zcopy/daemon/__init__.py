@@ -46,7 +46,7 @@ from .limits import raise_fd_limit
 from .listen import listen, where
 from .log import say, startup_failed
 from .log import setup as setup_log
-from .workers import Supervisor, WorkerMain, ignore_unhandled
+from .workers import Supervisor, WorkerMain, ignore_optional
 
 __all__ = [
     "FAILURE",
@@ -81,7 +81,8 @@ def run(
     (``grace``: seconds a worker may take to finish after SIGTERM before it is
     killed; ``forward``: other signals the workers handle, e.g. ``(signal.SIGUSR1,)``,
     passed on to each of them, while SIGUSR1, SIGUSR2 and SIGHUP not listed are
-    ignored by the parent and the workers; a single worker ignores them too). A
+    ignored by the parent; a worker, or the one process, ignores all three until
+    its server installs its own handlers, so no such signal ever kills it). A
     ``StartupError`` raised by ``worker_main`` is printed as ``name: message`` and
     its status returned.
 
@@ -97,7 +98,7 @@ def run(
     1
     """
     if workers <= 1:
-        replaced = ignore_unhandled(forward)  # the server's own handlers come later
+        replaced = ignore_optional()  # the server's own handlers come later
         try:
             result = worker_main(listener, on_ready or _nothing)
         except StartupError as exc:

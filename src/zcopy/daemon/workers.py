@@ -93,18 +93,20 @@ def die_with_parent(parent: int) -> None:
         raise SystemExit(1)
 
 
-def ignore_unhandled(handled: tuple[int, ...]) -> dict[int, Any]:
-    """Ignore the ``OPTIONAL`` signals not in ``handled``; return the handlers replaced.
+def ignore_optional() -> dict[int, Any]:
+    """Ignore the ``OPTIONAL`` signals; return the handlers replaced.
 
-    >>> old = ignore_unhandled((signal.SIGUSR1,))
-    >>> signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN, sorted(old) == [1, 12]
-    (True, True)
+    A server installs its own handler for those it handles (``--stats``: SIGUSR1)
+    once its loop runs; until then, and for the others, they are ignored instead
+    of killing it.
+
+    >>> old = ignore_optional()
+    >>> signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN, len(old)
+    (True, 3)
     >>> for sig, handler in old.items():
     ...     _ = signal.signal(sig, handler)
     """
-    return {
-        sig: signal.signal(sig, signal.SIG_IGN) for sig in OPTIONAL if sig not in handled
-    }
+    return {sig: signal.signal(sig, signal.SIG_IGN) for sig in OPTIONAL}
 
 
 def _noop(_signum: int, _frame: object) -> None:
@@ -297,7 +299,7 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             for sig in _WATCHED:
                 signal.signal(sig, signal.SIG_DFL)
-            ignore_unhandled(self.forward)  # also when sent to the worker's own pid
+            ignore_optional()  # also when sent to the worker's own pid, or before it is ready
             for fd in (*self._wake, self._ready_pipe[0]):
                 os.close(fd)
             ready_fd = self._ready_pipe[1]
