@@ -128,6 +128,9 @@ def test_bytes_into_bytesio() -> None:
     route = zcopy.stats().routes["write"]
     assert (route.calls, route.bytes, route.syscalls) == (2, 4, 2)
     assert zcopy.copy(io.BytesIO(), b"") == 0  # nothing to write: the full path says so
+    assert zcopy.copy(io.BytesIO(), b"abc", 0) == 0
+    route = zcopy.stats().routes["write"]
+    assert (route.calls, route.bytes, route.syscalls) == (4, 4, 2)  # no call for nothing
     closed = io.BytesIO()
     closed.close()
     with pytest.raises(ValueError, match="closed") as info:

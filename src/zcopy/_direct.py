@@ -112,6 +112,8 @@ class Shot:
         """bytes -> BytesIO, one write; False when the pair is not a direct one."""
         if type(dst) is not io.BytesIO or type(src) is not bytes or not src or dst.closed:
             return False
+        if count == 0:
+            return False  # nothing to write: the full path makes no call at all
         data: Any = src if count is None or count >= len(src) else memoryview(src)[:count]
         self.route, self.owner, self.on_bytes = "write", None, None
         self.box.extend(map(dst.write, (data,)))
