@@ -9,7 +9,9 @@ standard format (Combined Log Format) because log tools read them.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import sys
 import time
 from typing import TextIO
@@ -82,8 +84,6 @@ def say(name: str, message: str, stream: TextIO | None = None) -> None:
     >>> out.getvalue().endswith("]: hi\\n")
     True
     """
-    import os
-
     out = sys.stderr if stream is None else stream
     out.write(format_line(name, message, time.time(), os.getpid()) + "\n")
     out.flush()
@@ -94,4 +94,12 @@ def startup_failed(name: str, message: str) -> None:
 
     >>> startup_failed("zcopy demo", "cannot listen on 127.0.0.1:1: permission denied")
     """
-    print(f"{name}: {message}", file=sys.stderr, flush=True)
+    # One write(2) of the whole line: workers failing at once share the stderr pipe, and
+    # print() writes the text and its newline separately, so two lines could run together.
+    sys.stderr.flush()
+    line = f"{name}: {message}\n".encode(errors="replace")
+    try:
+        os.write(sys.stderr.fileno(), line)
+    except (OSError, ValueError, io.UnsupportedOperation):  # no real fd (a test's StringIO)
+        sys.stderr.write(line.decode())
+        sys.stderr.flush()
