@@ -76,6 +76,18 @@ def tail(path: Path | None, n: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
 
 
+def read_head(sock: socket.socket, what: str) -> tuple[bytes, bytes]:
+    """Read one response head; return (head, the body bytes that came with it)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"no response head from {what}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
 def http_get(port: int, path: str, buf: bytearray, *, extra: str = "",
              timeout: float = 120) -> tuple[int, int]:
     """One GET with ``Connection: close``; the body is read to EOF into ``buf`` (reused).
@@ -86,13 +98,7 @@ def http_get(port: int, path: str, buf: bytearray, *, extra: str = "",
            "Connection: close\r\n\r\n").encode()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(req)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"no response head from :{port}{path}")
-            head += chunk
-        head, _, rest = head.partition(b"\r\n\r\n")
+        head, rest = read_head(s, f":{port}{path}")
         status = int(head.split(b" ", 2)[1])
         m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
         got = len(rest)

@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _common import bench_lock, http_get, rotated, tail, version
+from _common import bench_lock, http_get, read_head, rotated, tail, version
 from serve_bench import (
     BIG,
     CLIENT_CPU,
@@ -172,13 +172,7 @@ def range_cpu(s: Server, size: int, count: int) -> tuple[float, float]:
             k = rng.randrange(blocks)
             conn.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n"
                          f"Range: bytes={k * MIB}-{(k + 1) * MIB - 1}\r\n\r\n".encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    raise ConnectionError(f"{s.name}: closed before a response head")
-                head += chunk
-            head, _, rest = head.partition(b"\r\n\r\n")
+            head, rest = read_head(conn, s.name)
             m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
             if not head.startswith(b"HTTP/1.1 206") or not m or int(m[1]) != MIB:
                 raise RuntimeError(f"{s.name}: Range request gave {head[:200]!r}")
