@@ -270,7 +270,7 @@ def run(args: argparse.Namespace, root: Path, tmp: Path, size: int) -> dict[str,
                   + (f", range {got['range'][-1]:.3f}" if "range" in got else "")
                   + "".join(f", {k} {got[k][-1]['rps']:.0f}/s" for k in ("rps_file", "rps_hello")
                             if k in got), flush=True)
-    return {"servers": [{"name": s.name, "note": s.note, "argv": s.argv} for s in live],
+    return {"servers": [{"name": s.name, "note": s.note, "argv": _portable(s.argv)} for s in live],
             "skipped": skipped, "samples": samples}
 
 
@@ -352,6 +352,12 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _portable(argv: list[str]) -> list[str]:
+    """The argv as recorded in the JSON: paths inside the checkout made relative to it."""
+    root = str(HERE.parent) + os.sep
+    return [a[len(root):] if a.startswith(root) else a for a in argv]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("asgi-bench"))
@@ -384,7 +390,7 @@ def main() -> int:
         os.sched_setaffinity(0, {CLIENT_CPU})
     args.out.mkdir(parents=True, exist_ok=True)
     res: dict[str, Any] = {
-        "schema": SCHEMA, "argv": sys.argv, "quick": q, "machine": facts,
+        "schema": SCHEMA, "argv": _portable(sys.argv), "quick": q, "machine": facts,
         "packages": {d: version(d) for d in ("starlette", "uvicorn", "uvloop", "hypercorn",
                                              "granian", "httptools")},
         "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
