@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import calls_on, run_traced
 
 import zcopy
 from zcopy import _stats
@@ -275,3 +276,39 @@ def test_acopy_short_call_hands_over(
     assert got == [data] and sum(seen) == len(data) and len(seen) > 1
     route = zcopy.stats().routes["sendfile"]
     assert (route.calls, route.bytes) == (1, len(data))
+
+
+_SMALL_COPIES = """
+import socket, threading, zcopy
+server = socket.create_server(("127.0.0.1", 0))
+a = socket.create_connection(server.getsockname())
+b, _ = server.accept()
+got = []
+def drain():
+    n = 0
+    while chunk := b.recv(1 << 20):
+        n += len(chunk)
+    got.append(n)
+t = threading.Thread(target=drain); t.start()
+total = 0
+for _ in range({copies}):
+    with open({path!r}, "rb") as f:
+        total += zcopy.copy(a, f)
+a.shutdown(socket.SHUT_WR); t.join()
+assert total == got[0] == {copies} * {size}, (total, got)
+assert zcopy.stats().routes["sendfile"].syscalls == {copies}
+"""
+
+
+def test_one_sendfile_per_small_copy_seen_by_strace(tmp_path: Path) -> None:
+    """The direct path's 'one kernel call' claim, from outside: strace counts the calls."""
+    path, _ = _file(tmp_path, 4 * KIB)
+    copies = 200
+    calls = run_traced(
+        _SMALL_COPIES.format(path=str(path), copies=copies, size=4 * KIB), tmp_path
+    )
+    sendfiles = calls_on(calls, "sendfile", path.name) + calls_on(calls, "sendfile64", path.name)
+    assert len(sendfiles) == copies  # the full path would make 400 (the second finds EOF)
+    assert all(c.ret == 4 * KIB for c in sendfiles)
+    for name in ("read", "readv", "pread64", "preadv", "preadv2"):
+        assert not calls_on(calls, name, path.name), f"{name} of the file in user space"
