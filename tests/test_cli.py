@@ -88,3 +88,94 @@ def test_a_missing_module_that_is_no_extra_is_a_bug_and_shows_its_traceback() ->
     assert cli.missing_dependency("serve", missing) is None
     unrelated = ModuleNotFoundError("No module named 'numpy'", name="numpy")
     assert cli.missing_dependency("bench", unrelated) is None
+
+
+def test_a_server_ignores_optional_signals_from_main_onwards(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """serve/proxy: SIGUSR1/SIGUSR2/SIGHUP are ignored before the subcommand is even imported,
+    and the process's own dispositions come back when main() returns."""
+    import signal
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "serve", ("cli_probe", "probe"))
+    monkeypatch.delitem(sys.modules, "cli_probe", raising=False)
+    before = signal.getsignal(signal.SIGUSR1)
+    assert cli.main(["serve"]) == 0
+    import cli_probe
+
+    assert cli_probe.AT_IMPORT is signal.SIG_IGN
+    assert cli_probe.AT_RUN == [signal.SIG_IGN]
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_a_tool_keeps_the_dispositions_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``zcopy trace CMD`` hands its dispositions to CMD: nothing is ignored for a tool."""
+    import signal
+
+    monkeypatch.setitem(cli.SUBCOMMANDS, "trace", ("cli_probe", "probe"))
+    monkeypatch.delitem(sys.modules, "cli_probe", raising=False)
+    old = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        # SIGUSR1 would end this process: give it a handler that counts instead.
+        got: list[int] = []
+        old_usr1 = signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
+        try:
+            assert cli.main(["trace"]) == 0
+        finally:
+            signal.signal(signal.SIGUSR1, old_usr1)
+        import cli_probe
+
+        assert cli_probe.AT_RUN == [signal.SIG_DFL] and got == [1]
+    finally:
+        signal.signal(signal.SIGHUP, old)
+
+
+def _ignores_sigusr1(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    m = re.search(r"^SigIgn:\s*([0-9a-f]+)", status, re.M)
+    return bool(m and int(m[1], 16) >> (10 - 1) & 1)  # SIGUSR1 is 10
+
+
+def test_zcopy_serve_is_shielded_before_it_listens_and_survives_a_storm(tmp_path: Path) -> None:
+    """A real ``zcopy serve``: SIGUSR1 is ignored before its socket exists (the old window was
+    the whole startup), and a storm of SIGUSR1/SIGUSR2/SIGHUP from then on never kills it."""
+    import selectors
+    import signal
+    import time
+
+    from zcopy.tools._proc import fd_targets
+
+    (tmp_path / "a.txt").write_bytes(b"a\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zcopy", "serve", str(tmp_path), "--port", "0",
+         "--no-access-log"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(SRC)),
+    )
+    assert proc.stdout is not None
+    try:
+        deadline = time.monotonic() + 30
+        while not _ignores_sigusr1(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline, "never shielded"
+            time.sleep(0.0005)
+        assert not any(t.startswith("socket:") for t in fd_targets(proc.pid)), (
+            "SIGUSR1 was still fatal when the server already had its socket"
+        )
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        sent = 0
+        while not sel.select(0.002):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "never ready"
+            os.kill(proc.pid, (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)[sent % 3])
+            sent += 1
+        sel.close()
+        ready = proc.stdout.readline().decode()
+        assert "http://127.0.0.1:" in ready and sent > 0
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert proc.returncode == 0

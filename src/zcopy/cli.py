@@ -12,8 +12,10 @@ import importlib
 import importlib.metadata
 import importlib.util
 import re
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 # name -> (module, one-line help). Tools depend on servers and core, never the reverse.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -26,6 +28,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("zcopy.proxy", "TCP proxy that relays by splice"),
     "trace": ("zcopy.tools.trace", "tell whether a process is on the fast path"),
 }
+# The long-running servers. Signals an operator may send them but they need not handle
+# (SIGUSR1 for --stats, SIGUSR2, SIGHUP) kill by default: they are ignored from the first
+# line of main(), before the imports and the setup that take most of a startup, until the
+# server installs its own handlers. Not for the tools: ``zcopy trace CMD`` would pass an
+# ignored disposition on to CMD.
+DAEMONS = frozenset({"serve", "proxy"})
 
 
 def _available() -> dict[str, tuple[str, str]]:
@@ -133,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
+    shielded: dict[int, Any] = {}
+    if command in DAEMONS:
+        from .daemon.workers import ignore_optional
+
+        shielded = ignore_optional()
     try:
         parser = build_parser(command)
         args = parser.parse_args(argv)
@@ -151,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zcopy: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in shielded.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover
