@@ -148,14 +148,21 @@ def _slow_reader(sock: ssl.SSLSocket, delay: float) -> Reader:
 def test_nonblocking_tls_sink_waits(
     driver: str, kind: str, pair: tuple[ssl.SSLSocket, ssl.SSLSocket], src_file: Path
 ) -> None:
+    """Buffers far smaller than the data and a reader that starts late: the copy must wait
+    (SSLWantWriteError, then the fd) and still deliver every byte, decrypted, in order."""
     client, server = pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
     client.setblocking(False)
     sink = _sink(kind, client)
     readers: list[Reader] = []
     starter = threading.Thread(target=lambda: readers.append(_slow_reader(server, 0.3)))
+    began = time.monotonic()
     starter.start()
     with open(src_file, "rb") as f:
         n = copy_by(driver, sink, f)
+    # 3 MiB cannot fit in a few hundred KiB of kernel buffers: it ended after the reader began.
+    assert time.monotonic() - began >= 0.3
     assert n == len(DATA)
     starter.join(10)
     if kind != "socket":
