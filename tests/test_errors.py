@@ -29,13 +29,6 @@ DATA = os.urandom(300 * 1024)
 
 
 
-@pytest.fixture
-def src_file(tmp_path: Path) -> Path:
-    path = tmp_path / "src"
-    path.write_bytes(DATA)
-    return path
-
-
 # -- refused before anything moves ------------------------------------------------------------
 
 

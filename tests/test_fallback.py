@@ -62,13 +62,6 @@ def copy_with(kernel: Kernel, dst: object, src: object, **kw: Any) -> int:
     return run(Job(dst, src, None, kw.pop("require_zero_copy", None), kernel=kernel, **kw))
 
 
-@pytest.fixture
-def src_file(tmp_path: Path) -> Path:
-    path = tmp_path / "src.bin"
-    path.write_bytes(DATA)
-    return path
-
-
 def feed(sock: socket.socket, data: bytes = DATA) -> threading.Thread:
     def send() -> None:
         try:
