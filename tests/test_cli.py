@@ -179,3 +179,25 @@ def test_zcopy_serve_is_shielded_before_it_listens_and_survives_a_storm(tmp_path
         proc.terminate()
         proc.wait(20)
     assert proc.returncode == 0
+
+
+def test_import_zcopy_leaves_asyncio_alone_until_acopy_is_used() -> None:
+    """``import zcopy`` (and so the pytest plugin) does not pay for asyncio; acopy, relay
+    and relay_plan are the real functions once asked for, also through ``from zcopy import``."""
+    code = (
+        "import sys, zcopy\n"
+        "assert 'asyncio' not in sys.modules, 'asyncio imported by import zcopy'\n"
+        "assert set(zcopy.__all__) <= set(dir(zcopy))\n"
+        "from zcopy import acopy, relay_plan\n"
+        "import zcopy._aio, zcopy._relay\n"
+        "assert acopy is zcopy._aio.acopy and zcopy.relay is zcopy._relay.relay\n"
+        "assert relay_plan is zcopy._relay.relay_plan\n"
+        "try:\n"
+        "    zcopy.nothing\n"
+        "except AttributeError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, PYTHONPATH=str(SRC)))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "module 'zcopy' has no attribute 'nothing'\n"
