@@ -111,6 +111,25 @@ def test_checked_heads_cache_is_bounded() -> None:
         start(200, [(b"content-length", b"%d" % n)], head_request=False, http10=False,
               keep_alive=True, date_block=b"")
     assert len(response._CHECKED) <= response.CHECKED_MAX
+    assert len(response._FIELDS) <= response.CHECKED_MAX
+
+
+def test_a_head_new_in_one_field_checks_that_field() -> None:
+    """A ranged answer repeats its file's fields with a new Content-Range each time: the
+    remembered fields are reused, and the new one is checked as a field of its own."""
+    known = [(b"content-type", b"video/mp4"), (b"etag", b'"1-2"')]
+    for first in range(3):
+        value = b"bytes %d-9/10" % first
+        data = plan(206, [*known, (b"content-range", value), (b"content-length", b"1")])[0]
+        assert data.startswith(b"HTTP/1.1 206 Partial Content\r\ncontent-type: video/mp4\r\n")
+        assert b"content-range: " + value + b"\r\n" in data
+    for bad in (b"bytes 0-1/2\r\nX-Evil: 1", b"bytes 0-1/2\x00"):
+        with pytest.raises(BadResponse):
+            plan(206, [*known, (b"content-range", bad)])
+    with pytest.raises(BadResponse, match="not a number"):
+        plan(206, [*known, (b"content-length", b"x1")])
+    with pytest.raises(BadResponse, match="two different"):
+        plan(206, [*known, (b"content-length", b"1"), (b"content-length", b"2")])
 
 
 def test_app_connection_close_survives_the_cache() -> None:

@@ -173,6 +173,34 @@ def test_a_fresh_boundary_per_multipart_plan() -> None:
     assert a.fields != b.fields
 
 
+def test_a_single_range_draws_no_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The random-bytes syscall is for multipart answers only (it was paid per range request)."""
+    from zcopy.serve import multipart
+
+    def refuse() -> str:
+        raise AssertionError("a boundary was drawn")
+
+    monkeypatch.setattr(multipart, "new_boundary", refuse)
+    assert plan_file("GET", {"range": "bytes=5-9"}, SIZE, REP).status == 206
+    assert plan_file("GET", {"range": "bytes=0-0,0-3"}, SIZE, REP).parts == (ByteRange(0, 3),)
+    with pytest.raises(AssertionError, match="boundary was drawn"):
+        plan_file("GET", {"range": "bytes=0-0,500-500"}, SIZE, REP)
+
+
+def test_multipart_is_costed_with_the_boundary_it_is_sent_with() -> None:
+    """The stand-in used for costing is as long as a drawn boundary: the same amplification cut."""
+    from zcopy.serve import multipart
+
+    assert len(multipart.SAME_LENGTH) == len(multipart.new_boundary())
+    # Two 1-byte parts cost more than a 150-byte file only through their framing.
+    for size in range(100, 400):
+        plan = plan_file("GET", {"range": f"bytes=0-0,{size - 1}-{size - 1}"}, size, REP)
+        drawn = plan_file(
+            "GET", {"range": f"bytes=0-0,{size - 1}-{size - 1}"}, size, REP, boundary="b" * 24
+        )
+        assert plan.status == drawn.status
+
+
 def test_files_meta_is_a_description(tmp_path: Path) -> None:
     """The static server passes its cached ``files.Meta``; the same plan comes out."""
     f = tmp_path / "a.css"

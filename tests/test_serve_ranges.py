@@ -47,6 +47,27 @@ def test_parse_range(header: str, expected: object) -> None:
     assert parse_range(header) == expected
 
 
+# The one-spec fast path (lower-case ``bytes=``, no spaces) against the general parse,
+# reached by the same header with a space after the unit: the two must always agree.
+ONE_SPEC = ["0-0", "0-", "7-7", "5-1", "1-" + "9" * 19, "9" * 19 + "-", "9" * 20 + "-",
+            "1-" + "9" * 20, "0-01", "00-1", "-5", "1-2,3-4", "\u0661-2", "1 -2"]
+
+
+@pytest.mark.parametrize("spec", ONE_SPEC)
+def test_the_one_spec_fast_path_agrees_with_the_general_parse(spec: str) -> None:
+    assert parse_range(f"bytes={spec}") == parse_range(f"bytes ={spec}")
+
+
+def test_a_single_range_never_costs_the_multipart_framing() -> None:
+    def refuse() -> int:
+        raise AssertionError("part overhead worked out for a single range")
+
+    assert plan_ranges("bytes=5-9", 100, refuse).ranges == (ByteRange(5, 9),)
+    assert plan_ranges("bytes=5-9,0-6", 100, refuse).ranges == (ByteRange(0, 9),)  # coalesced
+    assert plan_ranges("bytes=0-0,190-190", 200, lambda: 10).status == 206
+    assert plan_ranges("bytes=0-0,190-190", 200, lambda: 99).status == 200  # would amplify
+
+
 SATISFY = [
     ([(0, 9)], 100, [ByteRange(0, 9)]),
     ([(90, 200)], 100, [ByteRange(90, 99)]),

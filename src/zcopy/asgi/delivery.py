@@ -83,6 +83,11 @@ class FileShrank(RuntimeError):
     """
 
 
+# Header lines already split: a file's Content-Type, ETag and dates come with every answer.
+_PAIRS: dict[bytes, tuple[bytes, bytes]] = {}
+PAIRS_MAX = 1024  # then forgotten at once: a cache, never a leak
+
+
 def header_list(fields: bytes) -> Headers:
     """CRLF-terminated header lines as ASGI ``(name, value)`` pairs, names lower-cased.
 
@@ -92,8 +97,14 @@ def header_list(fields: bytes) -> Headers:
     out: Headers = []
     for line in fields.split(b"\r\n"):
         if line:
-            name, _, value = line.partition(b":")
-            out.append((name.strip().lower(), value.strip()))
+            pair = _PAIRS.get(line)
+            if pair is None:
+                name, _, value = line.partition(b":")
+                pair = (name.strip().lower(), value.strip())
+                if len(_PAIRS) >= PAIRS_MAX:
+                    _PAIRS.clear()
+                _PAIRS[line] = pair
+            out.append(pair)
     return out
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
+from typing import ClassVar
 
 import httptools
 
@@ -147,6 +148,8 @@ class RequestReader:
         "ready",
     )
 
+    request_type: ClassVar[type[Request]] = Request  # what each head fills (a subclass: more)
+
     def __init__(
         self,
         *,
@@ -182,7 +185,7 @@ class RequestReader:
 
     def on_message_begin(self) -> None:
         """httptools: a new request starts."""
-        self._cur = Request()
+        self._cur = self.request_type()
         self._url.clear()
         self._fields = self._head = self._body = self._hosts = self._raw = 0
         self._clen = -1

@@ -198,10 +198,10 @@ def plan_file(
     head_only = method == "HEAD"
     rng = None if head_only else request.get("range")
     if rng is not None and if_range_allows(request.get("if-range"), rep.validators):
-        if boundary is None:
-            boundary = multipart.new_boundary()
         ctype = rep.ctype
-        ranges = plan_ranges(rng, size, multipart.part_overhead(boundary, ctype, size))
+        # Costed (and the boundary drawn: a random-bytes syscall) only for several ranges.
+        stand_in = boundary or multipart.SAME_LENGTH
+        ranges = plan_ranges(rng, size, lambda: multipart.part_overhead(stand_in, ctype, size))
         if ranges.status == 416:
             return error_page(method, 416, f"Content-Range: bytes */{size}\r\n".encode())
         if ranges.status == 206:
@@ -209,6 +209,8 @@ def plan_file(
                 r = ranges.ranges[0]
                 fields = rep.fields + f"Content-Range: {r.content_range(size)}\r\n".encode()
                 return Plan(206, fields, r.length, (r,))
+            if boundary is None:
+                boundary = multipart.new_boundary()
             parts = tuple(multipart.frames(boundary, ctype, ranges.ranges, size))
             length = sum(len(p) if isinstance(p, bytes) else p.length for p in parts)
             fields = (

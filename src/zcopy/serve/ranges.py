@@ -13,6 +13,8 @@ Abuse defence (the cap is documented in docs/serve.md):
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # The most range-specs one request may carry before Range is ignored.
@@ -21,6 +23,8 @@ MAX_RANGES = 32
 COALESCE_GAP = 80
 # Longer digit strings cannot be file offsets (2**63 has 19 digits).
 _MAX_DIGITS = 19
+# The form nearly every client sends (a player, a download resumer): one ``first-[last]``.
+_ONE = re.compile(r"bytes=([0-9]{1,19})-([0-9]{0,19})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,11 @@ def parse_range(value: str) -> list[Spec] | None:
     >>> parse_range("bytes=" + ",".join(["-1"] * (MAX_RANGES + 1))) is None
     True
     """
+    one = _ONE.fullmatch(value)
+    if one is not None:  # the general parse below gives the same answer, slower
+        first = int(one[1])
+        last = int(one[2]) if one[2] else None
+        return None if last is not None and last < first else [(first, last)]
     unit, sep, rest = value.partition("=")
     if not sep or unit.strip().lower() != "bytes":
         return None
@@ -157,11 +166,15 @@ WHOLE = RangePlan(200)
 UNSATISFIABLE = RangePlan(416)
 
 
-def plan_ranges(value: str | None, size: int, part_overhead: int = COALESCE_GAP) -> RangePlan:
+def plan_ranges(
+    value: str | None, size: int, part_overhead: int | Callable[[], int] = COALESCE_GAP
+) -> RangePlan:
     """Decide 200/206/416 for a ``Range`` header against a ``size``-byte representation.
 
     ``part_overhead`` estimates the bytes one multipart part adds (boundary and
     part headers): a multipart answer larger than the whole file becomes 200.
+    It may be a function, called only when there are several ranges (working it
+    out costs more than the rest of a single-range plan).
 
     >>> plan_ranges("bytes=10-", 5).status, plan_ranges("bytes=x", 5).status
     (416, 200)
@@ -176,10 +189,12 @@ def plan_ranges(value: str | None, size: int, part_overhead: int = COALESCE_GAP)
     ranges = satisfiable(specs, size)
     if not ranges:
         return UNSATISFIABLE
-    ranges = coalesce(ranges)
+    if len(ranges) > 1:
+        ranges = coalesce(ranges)
     if len(ranges) == 1:
         return RangePlan(206, (ranges[0],))
-    cost = sum(r.length + part_overhead for r in ranges)
+    per_part = part_overhead() if callable(part_overhead) else part_overhead
+    cost = sum(r.length + per_part for r in ranges)
     if cost >= size:
         return WHOLE  # never send more than the whole file would cost
     return RangePlan(206, tuple(ranges))

@@ -53,15 +53,11 @@ class AsgiRequestReader(RequestReader):
 
     __slots__ = ()
 
+    request_type = AsgiRequest  # the base reader makes one per head (one object per request)
     _cur: AsgiRequest
 
     def __init__(self) -> None:
         super().__init__(on_body=self._keep_body)
-
-    def on_message_begin(self) -> None:
-        """httptools: a new request starts."""
-        super().on_message_begin()
-        self._cur = AsgiRequest()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """httptools: one field; the static limits apply, and every field is kept."""

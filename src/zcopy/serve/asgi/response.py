@@ -75,11 +75,33 @@ class AppFields:
 # JSON page), and checking every name and value costs more than the rest of ``start``.
 _CHECKED: dict[tuple[int, tuple[Any, ...]], AppFields] = {}
 CHECKED_MAX = 256  # then forgotten at once: a cache, never a leak (heads with a varying
-# Content-Range or ETag miss it; they pay the check, as they would without it)
+# Content-Range or ETag miss it, and find their other fields in ``_FIELDS``)
+Checked = tuple[bytes, bytes, bytes]  # a field's lower-case name, its value, its line
+_FIELDS: dict[Any, Checked] = {}  # (name, value) -> its checked facts
 
 
-def app_fields(status: int, fields: Iterable[Iterable[bytes]]) -> AppFields:
+def _field(pair: Iterable[bytes]) -> Checked:
+    """One app field checked: its lower-case name, its value and its CRLF-terminated line."""
+    try:
+        name, value = pair
+    except (TypeError, ValueError):
+        raise BadResponse(f"a header must be a (name, value) pair, not {pair!r}") from None
+    if not isinstance(name, bytes | bytearray) or not isinstance(value, bytes | bytearray):
+        raise BadResponse(f"header name and value must be bytes, not {pair!r}")
+    if not _TOKEN.match(name) or _BAD_VALUE.search(value):
+        raise BadResponse(f"header {bytes(name)[:40]!r} would corrupt the response head")
+    return bytes(name).lower(), bytes(value), b"%s: %s\r\n" % (name, value)
+
+
+def app_fields(
+    status: int,
+    fields: Iterable[Iterable[bytes]],
+    memo: dict[Any, Checked] | None = None,
+) -> AppFields:
     """Check the app's status line and fields; ``BadResponse`` for one that would corrupt the head.
+
+    ``memo`` remembers each checked field (the caller vouches that every pair is a
+    tuple of two ``bytes``).
 
     >>> app_fields(200, [(b"Connection", b"close"), (b"X", b"1")])
     AppFields(data=b'HTTP/1.1 200 OK\\r\\nX: 1\\r\\n', length=None, own_date=False, own_server=False, close=True)
@@ -88,15 +110,14 @@ def app_fields(status: int, fields: Iterable[Iterable[bytes]]) -> AppFields:
     length: int | None = None
     own_date = own_server = close = False
     for pair in fields:
-        try:
-            name, value = pair
-        except (TypeError, ValueError):
-            raise BadResponse(f"a header must be a (name, value) pair, not {pair!r}") from None
-        if not isinstance(name, bytes | bytearray) or not isinstance(value, bytes | bytearray):
-            raise BadResponse(f"header name and value must be bytes, not {pair!r}")
-        if not _TOKEN.match(name) or _BAD_VALUE.search(value):
-            raise BadResponse(f"header {bytes(name)[:40]!r} would corrupt the response head")
-        key = name.lower()
+        known = memo.get(pair) if memo is not None else None
+        if known is None:
+            known = _field(pair)
+            if memo is not None:
+                if len(memo) >= CHECKED_MAX:
+                    memo.clear()
+                memo[pair] = known
+        key, value, line = known
         if key in _HOP:
             if key == b"connection" and b"close" in value.lower():
                 close = True
@@ -107,12 +128,15 @@ def app_fields(status: int, fields: Iterable[Iterable[bytes]]) -> AppFields:
             own_date = True
         elif key == b"server":
             own_server = True
-        lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(line)
     return AppFields(b"".join(lines), length, own_date, own_server, close)
 
 
 def checked(status: int, fields: Iterable[Iterable[bytes]]) -> AppFields:
     """``app_fields``, remembered for fields that are all ``bytes`` (hashable, immutable).
+
+    A whole head is remembered, and each field of it: a head that differs in one
+    field from the last (a ``Content-Range``, an ``ETag``) checks that field only.
 
     >>> checked(200, [(b"a", b"1")]) is checked(200, ((b"a", b"1"),))
     True
@@ -128,7 +152,7 @@ def checked(status: int, fields: Iterable[Iterable[bytes]]) -> AppFields:
     key = (status, items)
     found = _CHECKED.get(key)
     if found is None:
-        found = app_fields(status, items)
+        found = app_fields(status, items, _FIELDS)
         if len(_CHECKED) >= CHECKED_MAX:
             _CHECKED.clear()
         _CHECKED[key] = found
