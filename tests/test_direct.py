@@ -11,10 +11,13 @@ import asyncio
 import io
 import os
 import socket
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 from conftest import calls_on, run_traced
@@ -312,3 +315,164 @@ def test_one_sendfile_per_small_copy_seen_by_strace(tmp_path: Path) -> None:
     assert all(c.ret == 4 * KIB for c in sendfiles)
     for name in ("read", "readv", "pread64", "preadv", "preadv2"):
         assert not calls_on(calls, name, path.name), f"{name} of the file in user space"
+
+
+
+class Interrupted(Exception):
+    """Raised by the tracer below, as a signal handler would raise between two steps."""
+
+
+class RaiseAt:
+    """A trace function that raises in front of the ``target``-th bytecode of the direct path.
+
+    CPython runs a signal handler only at some bytecode boundaries; a raise in front of
+    every one of them, one copy each, covers every place a real handler could raise.
+    ``abort()`` is the recovery itself and is left alone.
+    """
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.seen = 0
+
+    def __call__(self, frame: FrameType, event: str, arg: object) -> Any:
+        if frame.f_globals.get("__name__") != "zcopy._direct" or frame.f_code.co_name == "abort":
+            return None
+        frame.f_trace_opcodes = True
+        return self._opcode
+
+    def _opcode(self, frame: FrameType, event: str, arg: object) -> Any:
+        if event == "opcode":
+            self.seen += 1
+            if self.seen == self.target:
+                raise Interrupted(f"in front of bytecode {self.target} of the direct path")
+        return self._opcode
+
+
+def _run_raising(copy: Callable[[], int], target: int) -> tuple[int, int]:
+    """One copy with a raise in front of bytecode ``target`` (0: none).
+
+    Returns (the result, or bytes_copied when it raised; the bytecodes traced).
+    """
+    tracer = RaiseAt(target)
+    old = sys.gettrace()  # coverage's, under CI
+    sys.settrace(tracer)
+    try:
+        n = copy()
+    except Interrupted as exc:
+        n = exc.bytes_copied  # type: ignore[attr-defined]
+    finally:
+        sys.settrace(old)
+    return n, tracer.seen
+
+
+def raise_between_every_step(copy: Callable[[], int], check: Callable[[int], None]) -> None:
+    """Run ``copy`` once clean, then once per bytecode of the direct path with a raise in
+    front of it; ``check(n)`` after each, n being what the copy says it copied."""
+    n, steps = _run_raising(copy, 0)
+    check(n)
+    assert steps > 20, f"{steps} bytecodes: the direct path did not run"
+    for target in range(1, steps + 1):
+        check(_run_raising(copy, target)[0])
+
+
+def _nothing_more(peer: socket.socket) -> None:
+    peer.setblocking(False)
+    try:
+        with pytest.raises(BlockingIOError):
+            peer.recv(1)
+    finally:
+        peer.settimeout(10)
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["known-file", "new-file-object"])
+def test_a_raise_between_any_two_steps_keeps_count_and_position(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket], fresh: bool
+) -> None:
+    """A buffered reader part-way, copied to EOF: the size probe moves its position to
+    EOF before the call, so every exit must put it back at start + bytes_copied."""
+    out, peer = pair
+    path, data = _file(tmp_path, 4 * KIB)
+    files = [open(path, "rb")]  # noqa: SIM115 (closed below)
+
+    def copy() -> int:
+        if fresh:  # the classification (fstat) runs too, every time
+            files[0].close()
+            files[0] = open(path, "rb")  # noqa: SIM115
+        files[0].seek(0)
+        files[0].read(100)
+        return zcopy.copy(out, files[0])
+
+    def check(n: int) -> None:
+        assert files[0].tell() == 100 + n
+        assert files[0].read(7) == data[100 + n : 107 + n]  # the read-ahead agrees too
+        assert _read_exactly(peer, n) == data[100 : 100 + n]
+        _nothing_more(peer)
+
+    try:
+        raise_between_every_step(copy, check)
+    finally:
+        files[0].close()
+
+
+def test_a_raise_anywhere_in_a_counted_copy_and_a_section(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    out, peer = pair
+    path, data = _file(tmp_path, 8 * KIB)
+    seen: list[int] = []
+    with open(path, "rb", buffering=0) as f:
+
+        def counted() -> int:
+            f.seek(10)
+            return zcopy.copy(out, f, 1000)
+
+        def check_counted(n: int) -> None:
+            assert f.tell() == 10 + n
+            assert _read_exactly(peer, n) == data[10 : 10 + n]
+            _nothing_more(peer)
+
+        raise_between_every_step(counted, check_counted)
+
+        def section() -> int:
+            seen.clear()
+            f.seek(5)
+            return zcopy.copy(zcopy.observe(out, seen.append), zcopy.section(f, 100, 3000))
+
+        def check_section(n: int) -> None:
+            assert f.tell() == 5  # a section leaves the position alone, on every exit
+            assert sum(seen) in (0, n)  # the observer hears of the bytes, or is left short
+            assert _read_exactly(peer, n) == data[100 : 100 + n]
+            _nothing_more(peer)
+
+        raise_between_every_step(section, check_section)
+
+
+def test_a_raise_anywhere_in_a_write_and_in_acopy(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    out, peer = pair
+    sink = [io.BytesIO()]
+
+    def write() -> int:
+        sink[0] = io.BytesIO()
+        return zcopy.copy(sink[0], b"0123456789", 7)
+
+    def check_write(n: int) -> None:
+        assert sink[0].getvalue() == b"0123456"[:n]
+
+    raise_between_every_step(write, check_write)
+
+    path, data = _file(tmp_path, 4 * KIB)
+    out.setblocking(False)
+    with open(path, "rb") as f:
+
+        def acopy() -> int:
+            f.seek(3)
+            return asyncio.run(zcopy.acopy(out, f))
+
+        def check_acopy(n: int) -> None:
+            assert f.tell() == 3 + n
+            assert _read_exactly(peer, n) == data[3 : 3 + n]
+            _nothing_more(peer)
+
+        raise_between_every_step(acopy, check_acopy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from conftest import Drain, JustReader, run_in_threads, tcp_pair
 
 import zcopy
+from zcopy import _stats
 
 pytestmark = pytest.mark.filterwarnings("ignore::zcopy.FastPathWarning")
 
@@ -127,3 +129,36 @@ def test_thread_safety() -> None:
     assert s.routes["userspace"].calls == 2 * threads * rounds
     assert s.routes["userspace"].bytes == threads * rounds * 110
     assert s.fallbacks == {"src-opaque": threads * rounds, "dst-opaque": threads * rounds}
+
+
+def test_direct_copies_are_counted_exactly_without_a_lock() -> None:
+    """The direct path logs each copy with one append, folded when stats() reads: none lost,
+    none counted twice, with readers folding while writers append, and the log bounded."""
+    threads, rounds = 4, 3 * _stats.FOLD_AT + 7
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def read_while_copying() -> None:
+        while not stop.is_set():
+            route = zcopy.stats().routes.get("write")
+            seen.append(route.calls if route else 0)
+
+    def work(i: int) -> None:
+        for _ in range(rounds):
+            zcopy.copy(io.BytesIO(), DATA[: 1 + i])
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads swap as often as they can: folds meet appends
+    reader = threading.Thread(target=read_while_copying)
+    reader.start()
+    try:
+        run_in_threads(work, threads)
+    finally:
+        stop.set()
+        reader.join(30)
+        sys.setswitchinterval(switch)
+    assert all(len(log) < _stats.FOLD_AT for log in _stats.one_call.values())
+    route = zcopy.stats().routes["write"]
+    assert (route.calls, route.syscalls) == (threads * rounds, threads * rounds)
+    assert route.bytes == rounds * sum(1 + i for i in range(threads))
+    assert seen == sorted(seen) and len(seen) > 1  # totals only ever grow

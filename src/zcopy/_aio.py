@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ._copy import Job, direct
+from ._copy import Job
 from ._direct import Shot
 from ._endpoint import blocking_reason, transport_of
 from ._errors import FastPathLost, with_count
@@ -165,9 +165,10 @@ async def acopy(
     shot = Shot()
     job: Job | None = None
     try:
-        if direct(shot, dst, src, count, None, nonblocking=True) and shot.finished:
-            return shot.done()
-        if shot.box:  # a short call: the sink is a non-blocking socket, the source a file
+        n = shot.attempt(dst, src, count, nonblocking=True)
+        if n >= 0:
+            return n
+        if shot:  # a short call: the sink is a non-blocking socket, the source a file
             job = Job(dst, src, count, require_zero_copy)
             shot.hand_over(job.t)
     except BaseException as exc:

@@ -272,8 +272,10 @@ def copy(
     """
     shot = Shot()
     try:
-        if direct(shot, dst, src, count, buffer_size, nonblocking=False) and shot.finished:
-            return shot.done()
+        if buffer_size is None:
+            n = shot.attempt(dst, src, count, nonblocking=False)
+            if n >= 0:
+                return n
         bufsize = None if buffer_size is None else _check_size(buffer_size)
         job = Job(dst, src, count, require_zero_copy, bufsize=bufsize)
         shot.hand_over(job.t)  # the bytes a short direct call moved, if any
@@ -281,23 +283,6 @@ def copy(
         shot.abort(exc)
         raise
     return run(job)
-
-
-def direct(
-    shot: Shot, dst: object, src: object, count: object, buffer_size: object, nonblocking: bool
-) -> bool:
-    """Try the one kernel call that may finish the copy (``_direct``); False: not a direct pair.
-
-    Only without listeners (they hear the plan's reason, which only the full path makes)
-    and with plain arguments (the full path checks and refuses the rest).
-    """
-    if _stats.listeners or buffer_size is not None:
-        return False
-    if count is not None and (type(count) is not int or count < 0):
-        return False
-    return shot.sendfile(dst, src, count, nonblocking) or (
-        not nonblocking and shot.write(dst, src, count)
-    )
 
 
 def run(job: Job) -> int:

@@ -4,7 +4,7 @@ Taken only for endpoints whose exact type tells everything the planner would
 find (no user wrappers, no TLS, no buffered writer to flush) and only while no
 listener wants the plan's reason (``_stats.listeners``). It makes the one call
 the planned route would make first, stores its result from C
-(``box.extend(map(...))``, as the routes do), and when that call did not
+(``shot.extend(map(...))``, as the routes do), and when that call did not
 finish the copy (EAGAIN, a refusal, a short count, an error) the full path
 runs: from the start if nothing moved, else resumed with the bytes moved
 (``Shot.hand_over``). What it skips is bookkeeping, never a check:
@@ -27,124 +27,185 @@ from ._wrappers import Observed, Section
 
 _RAW_TYPE: Any = _socket.socket.type
 _STREAM = int(socket.SOCK_STREAM)
-# File objects known to be over a regular file, with their fd: an open fd never changes
-# what it is, so the fstat that said so need not run again while the object lives and keeps
-# that fd. Weakly keyed: a dead object's entry goes with it, never to a new one at its address.
-_REGULAR: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_SEEK_END = os.SEEK_END
+_sendfile = os.sendfile
+_ref = weakref.ref
+_SENDFILES, _WRITES = _stats.one_call["sendfile"], _stats.one_call["write"]
+NOT_DIRECT = -1  # what ``Shot.attempt`` returns when the full path must run
+
+# File objects (FileIO, BufferedReader over one) known to be readable and over a regular
+# file, with their fd. An open fd never changes what it is, so the fstat that said so need
+# not run again while the object lives and keeps that fd. Keyed by a plain weak reference:
+# weakref.ref(f) hands back that same reference on the next call (no allocation), and a
+# dead one compares by identity, so it never matches a new object at the same address.
+# Dead keys are swept as the table grows.
+_files: dict[weakref.ref[Any], int] = {}
+_sweep_at = 1024
 
 
-class Shot:
-    """One direct attempt: what the one call had to move, and what it did (``box``)."""
+class Shot(list[int]):
+    """One direct attempt. The list holds the call's result, stored from C.
 
-    __slots__ = ("box", "on_bytes", "owner", "route", "start", "want")
+    ``owner`` is a file object whose position must end at ``start`` + what moved,
+    ``on_bytes`` zcopy's own ``observe()`` on the sink.
+    """
 
-    def __init__(self) -> None:
-        self.box: list[int] = []  # the call's result, stored from C
-        self.want = -1  # what the call had to move to finish the copy; -1: no call made
-        # Set just before the call: route, owner (a file object whose position must end
-        # at start + moved), start, on_bytes (zcopy's own Observed on the sink).
-        self.route: str
-        self.owner: Any
-        self.start: int
-        self.on_bytes: Any
+    __slots__ = ("on_bytes", "owner", "route", "start")
 
-    def sendfile(self, dst: object, src: object, count: int | None, nonblocking: bool) -> bool:
-        """File -> stream socket, one sendfile(2); False when the pair is not a direct one.
+    def attempt(self, dst: object, src: object, count: object, nonblocking: bool) -> int:
+        """Make the one call if (dst, src) is a direct pair: bytes copied, or ``NOT_DIRECT``.
 
-        A call that fails moves nothing (``want`` stays -1): the full path repeats it.
+        ``NOT_DIRECT`` with a result in the list: a short call, to hand over. A call
+        that fails moves nothing: the full path repeats it and says what went wrong.
         """
-        on_bytes = None
-        if type(dst) is Observed:
-            on_bytes, dst = dst.on_bytes, dst.target
-        if type(dst) is not socket.socket or _RAW_TYPE.__get__(dst) & 0xF != _STREAM:
-            return False
-        if nonblocking and dst.gettimeout() != 0.0:
-            return False  # acopy refuses a blocking socket: the full path says why
-        offset = length = None
-        owner: Any = None
+        self.owner = self.on_bytes = None
+        if _stats.listeners or (count is not None and (type(count) is not int or count < 0)):
+            return NOT_DIRECT  # a listener hears the plan's reason; odd counts are refused there
+        sink: Any = dst
+        kind = type(sink)
+        if kind is io.BytesIO:
+            return self._write(sink, src, count)
+        if kind is Observed:
+            self.on_bytes, sink = sink.on_bytes, sink.target
+            kind = type(sink)
+        if kind is not socket.socket or _RAW_TYPE.__get__(sink) & 0xF != _STREAM:
+            return NOT_DIRECT
+        if nonblocking and sink.gettimeout() != 0.0:
+            return NOT_DIRECT  # acopy refuses a blocking socket: the full path says why
         f: Any = src
-        if type(src) is Section:
-            offset, length, f = src.offset, src.length, src.target
-            if type(f) is int:
-                fd = f
-            elif type(f) is io.FileIO and not f.closed:
-                fd = f.fileno()
-            else:
-                return False
-        elif type(f) is io.FileIO or (type(f) is io.BufferedReader and type(f.raw) is io.FileIO):
-            if f.closed or not f.readable():
-                return False
-            fd, owner = f.fileno(), f
-        else:
-            return False
-        size = None
-        if type(f) is int or _REGULAR.get(f) != fd:
-            try:
-                st = os.fstat(fd)
-            except OSError:
-                return False  # a closed fd: the full path names it
-            if not stat.S_ISREG(st.st_mode):
-                return False
-            if type(f) is not int:
-                _REGULAR[f] = fd
-            size = st.st_size
-        start = offset if offset is not None else owner.tell()
-        want = count if length is None else length if count is None else min(count, length)
-        if want is None or (size is not None and size - start < want):
-            # One call finishes a copy to EOF when it moves what the file holds.
-            if size is None:
+        kind = type(f)
+        owner: Any = None
+        if kind is Section:
+            start, want, f = f.offset, f.length, f.target
+            if count is not None and (want is None or count < want):
+                want = count
+            fd = _section_fd(f)
+            if fd < 0:
+                return NOT_DIRECT
+            if want is None:  # a section to EOF: the size, without moving the file's position
                 try:
-                    size = os.fstat(fd).st_size
+                    want = os.fstat(fd).st_size - start
                 except OSError:
-                    return False
-            want = size - start
+                    return NOT_DIRECT
+        elif kind is io.BufferedReader or kind is io.FileIO:
+            try:
+                fd = f.fileno()
+            except ValueError:
+                return NOT_DIRECT  # closed: the full path names it
+            if _files.get(_ref(f)) != fd and not _classify(f, fd):
+                return NOT_DIRECT
+            # From here on the position is the owner's to restore (see abort()).
+            self.start = start = f.tell()
+            self.owner = owner = f
+            if count is None:
+                # The size, and the position a finished copy leaves: one lseek through the
+                # object itself (a BufferedReader drops its read-ahead; its fd is never
+                # moved behind its back). /proc files refuse SEEK_END: the full path.
+                try:
+                    want = f.seek(0, _SEEK_END) - start
+                except OSError:
+                    return NOT_DIRECT
+                if want <= 0:  # empty, or a pseudo-file: the full path tells them apart
+                    f.seek(start)
+                    return NOT_DIRECT
+            else:
+                want = count
+        else:
+            return NOT_DIRECT
         if want <= 0:
-            return False  # empty, or a /proc file whose size lies: the full path tells them apart
-        self.on_bytes, self.owner, self.start, self.route = on_bytes, owner, start, "sendfile"
+            return NOT_DIRECT
+        self.route = "sendfile"
         try:
-            self.box.extend(map(os.sendfile, (dst.fileno(),), (fd,), (start,), (want,)))
-        except OSError:
-            return True  # EAGAIN, a refusal, a reset: nothing moved, the full path decides
-        self.want = want
-        return True
-
-    def write(self, dst: object, src: object, count: int | None) -> bool:
-        """bytes -> BytesIO, one write; False when the pair is not a direct one."""
-        if type(dst) is not io.BytesIO or type(src) is not bytes or not src or dst.closed:
-            return False
-        if count == 0:
-            return False  # nothing to write: the full path makes no call at all
-        data: Any = src if count is None or count >= len(src) else memoryview(src)[:count]
-        self.route, self.owner, self.on_bytes = "write", None, None
-        self.box.extend(map(dst.write, (data,)))
-        self.want = len(data)
-        return True
-
-    @property
-    def finished(self) -> bool:
-        return bool(self.box) and self.box[0] == self.want
-
-    def done(self) -> int:
-        """Account for a call that finished the copy: position, stats, observer."""
-        n = self.box[0]
-        if self.owner is not None:
-            self.owner.seek(self.start + n)
-        _stats.record(self.route, n, 1)
+            self.extend(map(_sendfile, (sink.fileno(),), (fd,), (start,), (want,)))
+        except OSError:  # EAGAIN, a refusal, a reset: nothing moved, the full path decides
+            if owner is not None and count is None:
+                f.seek(start)
+            return NOT_DIRECT
+        n = self[0]
+        if owner is not None:
+            if n != want:
+                if count is None:
+                    f.seek(start)  # the full path starts where the caller left the file
+                return NOT_DIRECT
+            if count is not None:
+                f.seek(start + n)
+        elif n != want:
+            return NOT_DIRECT
         if self.on_bytes is not None:
-            self.on_bytes(n)
+            self.on_bytes(n)  # first: an observer that raises is then recorded once, by abort()
+        _SENDFILES.append(n)  # stats without a lock (see _stats.one_call)
+        if len(_SENDFILES) >= _stats.FOLD_AT:
+            _stats.fold()
+        return n
+
+    def _write(self, dst: io.BytesIO, src: object, count: int | None) -> int:
+        """bytes -> BytesIO: one write, which always takes everything."""
+        if type(src) is not bytes or not src or count == 0:
+            return NOT_DIRECT  # nothing to write: the full path makes no call at all
+        data: Any = src if count is None or count >= len(src) else memoryview(src)[:count]
+        self.route = "write"
+        try:
+            self.extend(map(dst.write, (data,)))
+        except ValueError:
+            return NOT_DIRECT  # closed: the full path names it
+        n = self[0]
+        _WRITES.append(n)
+        if len(_WRITES) >= _stats.FOLD_AT:
+            _stats.fold()
         return n
 
     def hand_over(self, t: Any) -> None:
-        """Give the bytes a short call moved to the full path's ``Transfer`` (which observes)."""
-        if self.box:
+        """Give the bytes a short call moved to the full path's ``Transfer`` (which observes).
+
+        Copied, not moved, from C: until the full path runs, ``abort()`` still counts them.
+        """
+        if self:
             t.syscalls += 1
-            t.advance(self.box.pop())
+            t.box.extend(self)
+            t.settle()
 
     def abort(self, exc: BaseException) -> None:
-        """A signal handler raised before the full path took over: keep the count true."""
-        n = self.box[0] if self.box else 0
+        """A signal handler (or the full path's checks) raised before the full path ran."""
+        n = self[0] if self else 0
+        owner = getattr(self, "owner", None)  # None too when no attempt was made
+        if owner is not None:
+            owner.seek(self.start + n)  # also undoes the size probe's seek to EOF
         if n:
-            if self.owner is not None:
-                self.owner.seek(self.start + n)
             _stats.record(self.route, n, 1)
         with_count(exc, n)
+
+
+def _section_fd(f: object) -> int:
+    """The fd of a section's target if it is a readable regular file, else -1."""
+    if type(f) is int:
+        # An fd number is no object to remember: a closed one's number is soon reused.
+        try:
+            return f if stat.S_ISREG(os.fstat(f).st_mode) else -1
+        except OSError:
+            return -1
+    if type(f) is not io.FileIO:
+        return -1
+    try:
+        fd = f.fileno()
+    except ValueError:
+        return -1
+    return fd if _files.get(_ref(f)) == fd or _classify(f, fd) else -1
+
+
+def _classify(f: Any, fd: int) -> bool:
+    """Whether a FileIO or BufferedReader over one is a readable regular file; remembered."""
+    global _sweep_at
+    if type(f) is io.BufferedReader and type(f.raw) is not io.FileIO:
+        return False
+    try:
+        if not (f.readable() and stat.S_ISREG(os.fstat(fd).st_mode)):
+            return False
+    except OSError:
+        return False
+    if len(_files) >= _sweep_at:
+        for key in list(_files):
+            if key() is None:
+                _files.pop(key, None)
+        _sweep_at = max(1024, 2 * len(_files))
+    _files[_ref(f)] = fd
+    return True
