@@ -165,7 +165,7 @@ async def acopy(
     shot = Shot()
     job: Job | None = None
     try:
-        n = shot.attempt(dst, src, count, nonblocking=True)
+        n = shot.attempt(dst, src, count, True)
         if n >= 0:
             return n
         if shot:  # a short call: the sink is a non-blocking socket, the source a file

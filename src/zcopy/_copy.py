@@ -273,7 +273,7 @@ def copy(
     shot = Shot()
     try:
         if buffer_size is None:
-            n = shot.attempt(dst, src, count, nonblocking=False)
+            n = shot.attempt(dst, src, count, False)
             if n >= 0:
                 return n
         bufsize = None if buffer_size is None else _check_size(buffer_size)

@@ -23,13 +23,18 @@ from typing import Any
 
 from . import _stats
 from ._errors import with_count
+from ._stats import FOLD_AT
 from ._wrappers import Observed, Section
 
-_RAW_TYPE: Any = _socket.socket.type
+_sock_type: Any = _socket.socket.type.__get__  # the C field: socket.type builds an enum
 _STREAM = int(socket.SOCK_STREAM)
 _SEEK_END = os.SEEK_END
+# Module-level names: one lookup each on the direct path instead of two.
+_Socket, _BytesIO = socket.socket, io.BytesIO
+_FileIO, _BufferedReader = io.FileIO, io.BufferedReader
 _sendfile = os.sendfile
 _ref = weakref.ref
+_listeners = _stats.listeners  # changed in place only, never rebound
 _SENDFILES, _WRITES = _stats.one_call["sendfile"], _stats.one_call["write"]
 NOT_DIRECT = -1  # what ``Shot.attempt`` returns when the full path must run
 
@@ -46,11 +51,10 @@ _sweep_at = 1024
 class Shot(list[int]):
     """One direct attempt. The list holds the call's result, stored from C.
 
-    ``owner`` is a file object whose position must end at ``start`` + what moved,
-    ``on_bytes`` zcopy's own ``observe()`` on the sink.
+    ``owner`` is a file object whose position must end at ``start`` + what moved.
     """
 
-    __slots__ = ("on_bytes", "owner", "route", "start")
+    __slots__ = ("owner", "route", "start")
 
     def attempt(self, dst: object, src: object, count: object, nonblocking: bool) -> int:
         """Make the one call if (dst, src) is a direct pair: bytes copied, or ``NOT_DIRECT``.
@@ -58,36 +62,29 @@ class Shot(list[int]):
         ``NOT_DIRECT`` with a result in the list: a short call, to hand over. A call
         that fails moves nothing: the full path repeats it and says what went wrong.
         """
-        self.owner = self.on_bytes = None
-        if _stats.listeners or (count is not None and (type(count) is not int or count < 0)):
+        # Every test on this path is by exact type, in the order the hot pairs meet them
+        # (a socket sink, a file source); each costs tens of nanoseconds.
+        self.owner = None
+        if _listeners or (count is not None and (type(count) is not int or count < 0)):
             return NOT_DIRECT  # a listener hears the plan's reason; odd counts are refused there
         sink: Any = dst
+        on_bytes = None
         kind = type(sink)
-        if kind is io.BytesIO:
-            return self._write(sink, src, count)
-        if kind is Observed:
-            self.on_bytes, sink = sink.on_bytes, sink.target
-            kind = type(sink)
-        if kind is not socket.socket or _RAW_TYPE.__get__(sink) & 0xF != _STREAM:
-            return NOT_DIRECT
-        if nonblocking and sink.gettimeout() != 0.0:
+        if kind is not _Socket:
+            if kind is _BytesIO:
+                return self._write(sink, src, count)
+            if kind is not Observed:
+                return NOT_DIRECT
+            on_bytes, sink = sink.on_bytes, sink.target
+            if type(sink) is not _Socket:
+                return NOT_DIRECT
+        if _sock_type(sink) & 0xF != _STREAM or (nonblocking and sink.gettimeout() != 0.0):
             return NOT_DIRECT  # acopy refuses a blocking socket: the full path says why
         f: Any = src
         kind = type(f)
-        owner: Any = None
-        if kind is Section:
-            start, want, f = f.offset, f.length, f.target
-            if count is not None and (want is None or count < want):
-                want = count
-            fd = _section_fd(f)
-            if fd < 0:
-                return NOT_DIRECT
-            if want is None:  # a section to EOF: the size, without moving the file's position
-                try:
-                    want = os.fstat(fd).st_size - start
-                except OSError:
-                    return NOT_DIRECT
-        elif kind is io.BufferedReader or kind is io.FileIO:
+        want: int
+        rewind = advance = False  # the position to put back on failure, to move on success
+        if kind is _BufferedReader or kind is _FileIO:
             try:
                 fd = f.fileno()
             except ValueError:
@@ -96,7 +93,7 @@ class Shot(list[int]):
                 return NOT_DIRECT
             # From here on the position is the owner's to restore (see abort()).
             self.start = start = f.tell()
-            self.owner = owner = f
+            self.owner = f
             if count is None:
                 # The size, and the position a finished copy leaves: one lseek through the
                 # object itself (a BufferedReader drops its read-ahead; its fd is never
@@ -108,35 +105,47 @@ class Shot(list[int]):
                 if want <= 0:  # empty, or a pseudo-file: the full path tells them apart
                     f.seek(start)
                     return NOT_DIRECT
-            else:
+                rewind = True
+            elif count:
                 want = count
+                advance = True
+            else:
+                return NOT_DIRECT  # nothing to copy: the full path makes no call
+        elif kind is Section:
+            start, want, f = f.offset, f.length, f.target
+            if count is not None and (want is None or count < want):
+                want = count
+            fd = _section_fd(f)
+            if fd < 0:
+                return NOT_DIRECT
+            if want is None:  # a section to EOF: the size, without moving the file's position
+                try:
+                    want = os.fstat(fd).st_size - start
+                except OSError:
+                    return NOT_DIRECT
+            if want <= 0:
+                return NOT_DIRECT
         else:
-            return NOT_DIRECT
-        if want <= 0:
             return NOT_DIRECT
         self.route = "sendfile"
         try:
             self.extend(map(_sendfile, (sink.fileno(),), (fd,), (start,), (want,)))
         except OSError:  # EAGAIN, a refusal, a reset: nothing moved, the full path decides
-            if owner is not None and count is None:
+            if rewind:
                 f.seek(start)
             return NOT_DIRECT
-        n = self[0]
-        if owner is not None:
-            if n != want:
-                if count is None:
-                    f.seek(start)  # the full path starts where the caller left the file
-                return NOT_DIRECT
-            if count is not None:
-                f.seek(start + n)
-        elif n != want:
+        if self[0] != want:  # short: the full path goes on from where the caller left the file
+            if rewind:
+                f.seek(start)
             return NOT_DIRECT
-        if self.on_bytes is not None:
-            self.on_bytes(n)  # first: an observer that raises is then recorded once, by abort()
-        _SENDFILES.append(n)  # stats without a lock (see _stats.one_call)
-        if len(_SENDFILES) >= _stats.FOLD_AT:
+        if advance:
+            f.seek(start + want)
+        if on_bytes is not None:
+            on_bytes(want)  # first: an observer that raises is then recorded once, by abort()
+        _SENDFILES.append(want)  # stats without a lock (see _stats.one_call)
+        if len(_SENDFILES) >= FOLD_AT:
             _stats.fold()
-        return n
+        return want
 
     def _write(self, dst: io.BytesIO, src: object, count: int | None) -> int:
         """bytes -> BytesIO: one write, which always takes everything."""
@@ -150,7 +159,7 @@ class Shot(list[int]):
             return NOT_DIRECT  # closed: the full path names it
         n = self[0]
         _WRITES.append(n)
-        if len(_WRITES) >= _stats.FOLD_AT:
+        if len(_WRITES) >= FOLD_AT:
             _stats.fold()
         return n
 
