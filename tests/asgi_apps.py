@@ -60,6 +60,13 @@ async def state(request: Request) -> Response:
     return PlainTextResponse(request.state.greeting)
 
 
+async def frozen(request: Request) -> Response:
+    """How many objects the collector no longer looks at (the server froze them)."""
+    import gc
+
+    return PlainTextResponse(str(gc.get_freeze_count()))
+
+
 async def scope_view(request: Request) -> Response:
     s = request.scope
     fields = [
@@ -135,6 +142,7 @@ routes = [
     Route("/file/{name:path}", file, methods=["GET", "HEAD"]),
     Route("/plain", plain),
     Route("/state", state),
+    Route("/frozen", frozen),
     Route("/scope", scope_view, methods=["GET", "POST"]),
     Route("/echo", echo, methods=["POST", "PUT"]),
     Route("/stream", stream),

@@ -388,6 +388,9 @@ def test_lifespan_state_and_shutdown(root: Path, tmp_path: Path) -> None:
     with start(tmp_path) as proc:
         _, body = request(proc.port, "GET", "/state")
         assert body == b"hello from lifespan"
+        # What startup made (the app, the lifespan state) is frozen out of the collector's way.
+        _, body = request(proc.port, "GET", "/frozen")
+        assert int(body) > 1000
         assert proc.stop() == 0
     assert (tmp_path / "events.log").read_text().splitlines() == ["startup", "shutdown"]
 

