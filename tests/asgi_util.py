@@ -19,7 +19,7 @@ def start(
     old = dict(os.environ)
     os.environ.update(ZCOPY_TEST_ROOT=str(root), **env)
     try:
-        return ServeProc(root, "--app", app, "--app-dir", str(TESTS), *args, prefix=prefix)
+        return ServeProc(None, "--app", app, "--app-dir", str(TESTS), *args, prefix=prefix)
     finally:
         os.environ.clear()
         os.environ.update(old)

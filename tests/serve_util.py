@@ -23,15 +23,18 @@ _ANNOUNCE = re.compile(r"http://[^:]+:(\d+)/ \(pid (\d+)")
 
 
 class ServeProc:
-    """``python -m zcopy.serve ROOT --port 0 ...`` in a subprocess, stopped on exit."""
+    """``python -m zcopy.serve ROOT --port 0 ...`` in a subprocess, stopped on exit.
 
-    def __init__(self, root: Path | str, *args: str, prefix: Sequence[str] = ()) -> None:
+    ``root`` None: no directory argument (``--app`` servers take none).
+    """
+
+    def __init__(self, root: Path | str | None, *args: str, prefix: Sequence[str] = ()) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="zcopy-serve-")
         self.access_path = Path(self.tmp.name) / "access.log"
         self.stderr_path = Path(self.tmp.name) / "stderr.log"
         env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONUNBUFFERED="1")
         cmd = [
-            *prefix, sys.executable, "-m", "zcopy.serve", str(root),
+            *prefix, sys.executable, "-m", "zcopy.serve", *([] if root is None else [str(root)]),
             "--port", "0", "--access-log", str(self.access_path), *args,
         ]
         with open(self.stderr_path, "wb") as err:

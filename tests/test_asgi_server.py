@@ -425,6 +425,33 @@ def test_app_load_errors_are_one_line(app: str, message: str) -> None:
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("directory", ["site", "."])
+def test_a_directory_beside_app_is_a_usage_error(tmp_path: Path, directory: str) -> None:
+    """The app answers every path: a DIR given with it would be silently ignored."""
+    (tmp_path / "site").mkdir()
+    done = run_cli(directory, "--app", "asgi_apps:app", "--app-dir", str(TESTS), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"{directory}: a directory and --app exclude each other" in done.stderr
+    assert done.stdout == ""  # never served
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigusr1_prints_every_workers_stats_with_stats_on(root: Path, workers: int) -> None:
+    with start(root, "asgi_apps:app", "--stats", "--workers", str(workers)) as proc:
+        assert len(request(proc.port, "GET", "/file/small.txt")[1]) > 0
+        for round_ in (1, 2):  # forwarded each time, and nobody dies of it
+            os.kill(proc.pid, signal.SIGUSR1)
+            wait_for(
+                lambda n=round_: proc.stderr().count("stats (pid") == n * workers,
+                what=f"{round_ * workers} stats lines",
+            )
+        pids = set(re.findall(r"stats \(pid (\d+)\)", proc.stderr()))
+        assert len(pids) == workers
+        assert request(proc.port, "GET", "/plain")[1] == b"hello, world"
+        assert proc.stop() == 0
+
+
 def test_factory_and_uvloop(root: Path) -> None:
     pytest.importorskip("uvloop")
     with start(root, "asgi_apps:make_app", "--factory", "--loop", "uvloop") as proc:

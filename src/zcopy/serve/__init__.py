@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     >>> p = argparse.ArgumentParser(); add_arguments(p); p.parse_args([]).workers
     1
     """
-    parser.add_argument("directory", nargs="?", default=".", help="directory to serve (default .)")
+    parser.add_argument(  # None: not given (with --app, a DIR is a usage error)
+        "directory", nargs="?", default=None, help="directory to serve (default .)"
+    )
     parser.add_argument(
         "--port", "-p", type=port_number, default=8000, help="TCP port (0: any free one)"
     )
@@ -136,7 +138,7 @@ def config_from(args: argparse.Namespace) -> Config:
     from .server import Config
 
     return Config(
-        root=os.path.realpath(args.directory),
+        root=os.path.realpath(args.directory or "."),
         listing=not args.no_listing,
         follow_symlinks=args.follow_symlinks,
         dotfiles=args.show_dotfiles,
@@ -194,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace, config: Config) -> socket.socket:
     """Check what can be checked before forking, then listen; ``StartupError`` says what failed."""
     if not os.path.isdir(config.root):
-        raise daemon.StartupError(f"{args.directory} is not a directory", daemon.USAGE)
+        raise daemon.StartupError(f"{args.directory or '.'} is not a directory", daemon.USAGE)
     if config.access_log is not None:
         try:  # each worker opens its own; a path that cannot be opened fails here, once
             AccessLog(config.access_log).close()

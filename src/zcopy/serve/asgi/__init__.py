@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -54,7 +55,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
     ...                           root_path="", lifespan="auto", loop="asyncio")
     >>> run(args, Config("."))
     1
+    >>> run(argparse.Namespace(app="m:app", directory="site"), Config("."))
+    2
     """
+    if getattr(args, "directory", None) is not None:
+        # The app serves every path: a DIR beside it would be silently ignored.
+        daemon.startup_failed(
+            NAME, f"{args.directory}: a directory and --app exclude each other "
+            "(the app answers every path; mount zcopy.asgi.StaticFiles for files)"
+        )
+        return daemon.USAGE
     options = options_from(args)
     if options.loop == "uvloop":
         try:
@@ -87,6 +97,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             workers=args.workers,
             grace=config.shutdown_timeout,
             on_ready=lambda: _announce(options, listener.getsockname(), args.workers),
+            forward=(signal.SIGUSR1,) if config.stats else (),  # --stats: each worker's line
         )
 
 
