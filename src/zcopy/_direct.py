@@ -82,15 +82,36 @@ class Shot(list[int]):
             return NOT_DIRECT  # acopy refuses a blocking socket: the full path says why
         f: Any = src
         kind = type(f)
+        owner: Any = None
         want: int
-        rewind = advance = False  # the position to put back on failure, to move on success
         if kind is _BufferedReader or kind is _FileIO:
+            owner = f
+        elif kind is Section:
+            start, want, f = f.offset, f.length, f.target
+            if count is not None and (want is None or count < want):
+                want = count
+            if type(f) is int:
+                # An fd number is no object to remember (a closed one's number is soon
+                # reused): it is classified on every call.
+                try:
+                    if not stat.S_ISREG(os.fstat(f).st_mode):
+                        return NOT_DIRECT
+                except OSError:
+                    return NOT_DIRECT
+                fd = f
+            elif type(f) is not _FileIO:
+                return NOT_DIRECT
+        else:
+            return NOT_DIRECT
+        if type(f) is not int:  # a file object (the source, or a section's): classified once
             try:
                 fd = f.fileno()
             except ValueError:
                 return NOT_DIRECT  # closed: the full path names it
             if _files.get(_ref(f)) != fd and not _classify(f, fd):
                 return NOT_DIRECT
+        rewind = advance = False  # the position to put back on failure, to move on success
+        if owner is not None:
             # From here on the position is the owner's to restore (see abort()).
             self.start = start = f.tell()
             self.owner = f
@@ -111,13 +132,7 @@ class Shot(list[int]):
                 advance = True
             else:
                 return NOT_DIRECT  # nothing to copy: the full path makes no call
-        elif kind is Section:
-            start, want, f = f.offset, f.length, f.target
-            if count is not None and (want is None or count < want):
-                want = count
-            fd = _section_fd(f)
-            if fd < 0:
-                return NOT_DIRECT
+        else:
             if want is None:  # a section to EOF: the size, without moving the file's position
                 try:
                     want = os.fstat(fd).st_size - start
@@ -125,8 +140,6 @@ class Shot(list[int]):
                     return NOT_DIRECT
             if want <= 0:
                 return NOT_DIRECT
-        else:
-            return NOT_DIRECT
         self.route = "sendfile"
         try:
             self.extend(map(_sendfile, (sink.fileno(),), (fd,), (start,), (want,)))
@@ -182,23 +195,6 @@ class Shot(list[int]):
         if n:
             _stats.record(self.route, n, 1)
         with_count(exc, n)
-
-
-def _section_fd(f: object) -> int:
-    """The fd of a section's target if it is a readable regular file, else -1."""
-    if type(f) is int:
-        # An fd number is no object to remember: a closed one's number is soon reused.
-        try:
-            return f if stat.S_ISREG(os.fstat(f).st_mode) else -1
-        except OSError:
-            return -1
-    if type(f) is not io.FileIO:
-        return -1
-    try:
-        fd = f.fileno()
-    except ValueError:
-        return -1
-    return fd if _files.get(_ref(f)) == fd or _classify(f, fd) else -1
 
 
 def _classify(f: Any, fd: int) -> bool:

@@ -21,13 +21,12 @@ class Section:
     __slots__ = ("_pos", "length", "offset", "target")
 
     def __init__(self, target: object, offset: int, length: int | None) -> None:
-        for name, value in (("offset", offset), ("length", length)):
-            if value is None and name == "length":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"section {name} must be an int, not {type(value).__name__}")
-            if value < 0:
-                raise ValueError(f"section {name} must be >= 0, got {value}")
+        # Plain ints pass at once (a server builds one section per response); anything
+        # else gets the full check and its one-line error.
+        if type(offset) is not int or offset < 0 or (
+            length is not None and (type(length) is not int or length < 0)
+        ):
+            _check_range(offset, length)
         self.target = target
         self.offset = offset
         self.length = length
@@ -80,6 +79,16 @@ class Section:
             data = self.read(len(view))
             view[: len(data)] = data
         return len(data)
+
+
+def _check_range(offset: object, length: object) -> None:
+    for name, value in (("offset", offset), ("length", length)):
+        if value is None and name == "length":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"section {name} must be an int, not {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"section {name} must be >= 0, got {value}")
 
 
 def section(file: object, offset: int, length: int | None) -> Section:
