@@ -206,3 +206,153 @@ def test_sweep_interval_follows_the_shortest_timeout() -> None:
     assert Timeouts().sweep_interval == 1.0
     assert Timeouts(header=1, body=1).sweep_interval == 0.5
     assert Timeouts(send=0.01).sweep_interval == 0.05
+
+
+# --- the inline path (Conn.serve_now) ------------------------------------------------------
+
+GET = b"GET /%s HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+def inline(
+    answer: Callable[[Conn, Request], bool | None],
+    script: Callable[[Conn, socket.socket, asyncio.Task[bool]], Awaitable[None]],
+) -> None:
+    """The task waits in ``fill`` (as ``_exchange`` does) while ``answer`` runs inline."""
+
+    async def body(conn: Conn, peer: socket.socket) -> None:
+        conn.answer = answer
+        conn.responding()
+        conn.responded()  # a kept-alive connection between requests
+        task = asyncio.get_running_loop().create_task(conn.fill())
+        await asyncio.sleep(0)  # it waits: the reader is registered
+        try:
+            await script(conn, peer, task)
+        finally:
+            task.cancel()
+
+    with_conn(body)
+
+
+def target(req: Request) -> str:
+    return req.target.decode()[1:]
+
+
+async def settle() -> None:
+    await asyncio.sleep(0.02)  # the loop runs the reader callback (and any task it woke)
+
+
+def test_serve_now_answers_pipelined_requests_without_waking_the_task() -> None:
+    seen: list[str] = []
+
+    def answer(conn: Conn, req: Request) -> bool:
+        seen.append(target(req))
+        return True
+
+    async def script(conn: Conn, peer: socket.socket, task: asyncio.Task[bool]) -> None:
+        peer.send(GET % b"a" + GET % b"b")
+        await settle()
+        peer.send(GET % b"c")
+        await settle()
+        assert seen == ["a", "b", "c"] and not task.done()
+        assert (conn.state, left(conn), conn.fed, conn.early) == (IDLE, 15, False, None)
+
+    inline(answer, script)
+
+
+def test_serve_now_hands_the_task_what_it_declines_in_order() -> None:
+    def answer(conn: Conn, req: Request) -> bool:
+        return target(req) == "a"  # b is not its kind: c must wait behind it
+
+    async def script(conn: Conn, peer: socket.socket, task: asyncio.Task[bool]) -> None:
+        peer.send(GET % b"a" + GET % b"b" + GET % b"c")
+        assert await asyncio.wait_for(task, 2) is True  # fed already: fill does not feed again
+        assert [target(r) for r in conn.reader.ready] == ["b", "c"] and not conn.fed
+
+    inline(answer, script)
+
+
+def test_serve_now_begun_response_is_in_flight_for_the_task() -> None:
+    def answer(conn: Conn, req: Request) -> bool | None:
+        conn.pending = "rest"
+        return None  # the socket took part of it
+
+    async def script(conn: Conn, peer: socket.socket, task: asyncio.Task[bool]) -> None:
+        peer.send(GET % b"a" + GET % b"b")
+        assert await asyncio.wait_for(task, 2) is True
+        assert conn.state == BUSY  # a shutdown waits for it
+        assert conn.pending == "rest" and [target(r) for r in conn.reader.ready] == ["b"]
+
+    inline(answer, script)
+
+
+def test_serve_now_gives_an_error_to_the_task() -> None:
+    def answer(conn: Conn, req: Request) -> bool:
+        raise ConnectionResetError("gone mid-body")
+
+    async def script(conn: Conn, peer: socket.socket, task: asyncio.Task[bool]) -> None:
+        peer.send(GET % b"a")
+        with pytest.raises(ConnectionResetError, match="gone mid-body"):
+            await asyncio.wait_for(task, 2)
+
+    inline(answer, script)
+
+
+def test_serve_now_leaves_eof_and_partial_heads_to_their_clocks() -> None:
+    def answer(conn: Conn, req: Request) -> bool:
+        raise AssertionError("no complete request was sent")
+
+    async def script(conn: Conn, peer: socket.socket, task: asyncio.Task[bool]) -> None:
+        peer.send(b"GET /a HTTP/1.1\r\nHo")
+        await settle()
+        assert not task.done() and (conn.state, left(conn)) == (HEAD, 10)  # the head clock
+        peer.shutdown(socket.SHUT_WR)
+        assert await asyncio.wait_for(task, 2) is False  # EOF: the task closes
+
+    inline(answer, script)
+
+
+def test_serve_now_wakes_the_task_for_100_continue() -> None:
+    def answer(conn: Conn, req: Request) -> bool:
+        raise AssertionError("the body has not come")
+
+    async def script(conn: Conn, peer: socket.socket, task: asyncio.Task[bool]) -> None:
+        peer.send(b"PUT /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n")
+        peer.send(b"Expect: 100-continue\r\n\r\n")
+        assert await asyncio.wait_for(task, 2) is True
+        assert conn.reader.continue_due and conn.state == BODY
+
+    inline(answer, script)
+
+
+def test_serve_now_stops_after_its_turn() -> None:
+    """A pipelined flood is answered inline for ``TURN`` s, then by the task (which yields)."""
+    import time
+
+    seen: list[str] = []
+
+    def answer(conn: Conn, req: Request) -> bool:
+        seen.append(target(req))
+        time.sleep(TURN)  # each answer uses up a whole turn
+        return True
+
+    async def script(conn: Conn, peer: socket.socket, task: asyncio.Task[bool]) -> None:
+        peer.send(b"".join(GET % n for n in (b"a", b"b", b"c")))
+        assert await asyncio.wait_for(task, 2) is True
+        assert seen == ["a"] and [target(r) for r in conn.reader.ready] == ["b", "c"]
+
+    inline(answer, script)
+
+
+def test_serve_now_never_reads_for_a_lingering_close() -> None:
+    def answer(conn: Conn, req: Request) -> bool:
+        raise AssertionError("lingering: input is drained, not answered")
+
+    async def body(conn: Conn, peer: socket.socket) -> None:
+        conn.answer = answer
+        peer.send(GET % b"a")  # unread input
+        lingering = asyncio.get_running_loop().create_task(conn.linger())
+        await settle()
+        peer.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(lingering, 2)
+
+    with_conn(body)

@@ -8,13 +8,24 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import require_strace
-from serve_util import Response, ServeProc, get, raw_request, read_response, wait_for
+from serve_util import (
+    Response,
+    ServeProc,
+    get,
+    raw_request,
+    read_response,
+    request_bytes,
+    wait_for,
+)
 
+from zcopy.serve.conn import Conn
+from zcopy.serve.parser import Request
 from zcopy.tools._proc import alive, children
 
 BIG = 48 * 1024 * 1024
@@ -357,6 +368,145 @@ def test_stats_endpoint(server: ServeProc) -> None:
     os.kill(server.pid, signal.SIGUSR1)
     wait_for(lambda: re.search(r"stats \(pid \d+\): sendfile \d+ bytes", server.stderr()),
              what="per-route stats on SIGUSR1")
+
+
+# --- the inline path: plain keep-alive requests answered from the reader callback ---------
+
+
+def in_process(
+    root: Path, client: Callable[[socket.socket], object], **config: Any
+) -> tuple[list[str], int]:
+    """Run a ``Server`` in this process and ``client`` (in a thread) on one connection to it.
+
+    Returns the targets the task answered (``_respond``) and how many responses the
+    inline path began and left to the task (``_finish``).
+    """
+    import asyncio
+
+    from zcopy.daemon import listen
+    from zcopy.serve.server import Config, Server, _Rest
+
+    answered: list[str] = []
+    finished = 0
+
+    async def main() -> None:
+        server = Server(Config(str(root.resolve()), **config), listen("127.0.0.1", 0))
+        respond, finish = server._respond, server._finish
+
+        async def counted(conn: Conn, req: Request) -> bool:
+            answered.append(req.target.decode())
+            return await respond(conn, req)
+
+        async def counted_finish(conn: Conn, rest: _Rest) -> None:
+            nonlocal finished
+            finished += 1
+            await finish(conn, rest)
+
+        server._respond = counted  # type: ignore[method-assign]
+        server._finish = counted_finish  # type: ignore[method-assign]
+        serving = asyncio.get_running_loop().create_task(server.serve())
+        await asyncio.sleep(0.05)
+
+        def run_client() -> None:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before the handshake
+            s.settimeout(10)
+            with s:
+                s.connect(server.listener.getsockname())
+                client(s)
+
+        try:
+            await asyncio.wait_for(asyncio.to_thread(run_client), 60)
+        finally:
+            server.stop()
+            await asyncio.wait_for(serving, 10)
+
+    asyncio.run(main())
+    return answered, finished
+
+
+def test_inline_path_answers_repeat_requests_and_declines_the_rest(site: Path) -> None:
+    """After the first request for a target, a plain GET or HEAD never wakes the task;
+    a Range, a precondition, a directory, a 404 still go through ``_respond``, in order."""
+    small = data(site, "small.bin")
+    asks = [request_bytes("/small.bin")] * 5 + [
+        request_bytes("/small.bin", method="HEAD"),
+        request_bytes("/small.bin", "Range: bytes=0-9"),
+        request_bytes("/small.bin", "If-None-Match: *"),
+        request_bytes("/dir/"),
+        request_bytes("/missing"),
+        request_bytes("/small.bin"),
+    ]
+    got = []
+
+    def client(s: socket.socket) -> None:
+        with s.makefile("rb") as f:
+            for i, ask in enumerate(asks):
+                time.sleep(0.05)  # the task is back waiting for the next request
+                s.sendall(ask)
+                got.append(read_response(f, head=i == 5))
+
+    answered, _ = in_process(site, client, stats=True)
+    assert [r.status for r in got] == [200] * 6 + [206, 304, 200, 404, 200]
+    assert all(r.body == small for r in got[:5]) and got[10].body == small
+    assert got[6].body == small[:10]
+    same = {k: v for k, v in got[0].headers.items() if k != "date"}
+    for r in (got[5], got[10]):  # the inline HEAD and GET: the task's 200 head, to the byte
+        assert {k: v for k, v in r.headers.items() if k != "date"} == same
+    assert answered == ["/small.bin", "/small.bin", "/small.bin", "/dir/", "/missing"]
+
+
+def test_inline_path_hands_a_full_socket_to_the_task(tmp_path: Path) -> None:
+    """A client that does not read: inline answers fill the socket, the last one only in
+    part, and the task sends its rest; every response arrives byte-exact, in order."""
+    mid = os.urandom(200 * 1024)  # under CORK_MIN: answered inline
+    (tmp_path / "mid.bin").write_bytes(mid)
+    bodies = []
+
+    def client(s: socket.socket) -> None:
+        with s.makefile("rb") as f:
+            s.sendall(request_bytes("/mid.bin"))  # the first: the task's (a new target)
+            bodies.append(read_response(f).body)
+            for _ in range(29):  # 6 MB unread: more than both socket buffers hold
+                s.sendall(request_bytes("/mid.bin"))
+                time.sleep(0.01)  # each arrives while the task waits: answered inline
+            bodies.extend(read_response(f).body for _ in range(29))
+
+    answered, finished = in_process(tmp_path, client)
+    assert len(bodies) == 30 and all(b == mid for b in bodies)
+    assert finished >= 1 and answered[0] == "/mid.bin"
+
+
+def test_uvloop_serves_static_files_inline_and_not(site: Path) -> None:
+    """``--loop uvloop`` (a test dependency): plain requests inline, a Range by the task."""
+    with ServeProc(site, "--loop", "uvloop") as proc, proc.connect() as s, s.makefile("rb") as f:
+        for extra in ((), (), ("Range: bytes=1-2",), ()):
+            time.sleep(0.02)
+            s.sendall(request_bytes("/data.bin", *extra))
+            r = read_response(f)
+            want = data(site, "data.bin")
+            assert (r.status, r.body) == ((206, want[1:3]) if extra else (200, want))
+
+
+def test_inline_rest_of_a_stalled_client_is_cut_off_and_leaks_nothing(tmp_path: Path) -> None:
+    mid = os.urandom(200 * 1024)
+    (tmp_path / "mid.bin").write_bytes(mid)
+    (tmp_path / "a.txt").write_bytes(b"a\n")
+    with ServeProc(tmp_path, "--send-timeout", "1") as proc:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.connect(("127.0.0.1", proc.port))
+        with s, s.makefile("rb") as f:
+            s.sendall(request_bytes("/mid.bin"))
+            assert read_response(f).body == mid
+            for _ in range(29):  # never read: the socket fills, the task waits, stalls
+                s.sendall(request_bytes("/mid.bin"))
+                time.sleep(0.01)
+            wait_for(lambda: "send stalled" in proc.stderr(), what="the stalled client cut off")
+        line = '"GET /mid.bin HTTP/1.1" 200 204800 '
+        wait_for(lambda: line in proc.access_log(), what="the whole bodies logged")
+        wait_for(lambda: _files_open(proc, "mid.bin") == 0, what="mid.bin closed")
+        assert get(proc.port, "/a.txt").body == b"a\n"
 
 
 # --- hostile and unlucky clients ---------------------------------------------------------

@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING
 
 from .. import daemon
@@ -31,6 +31,8 @@ from .log import NAME, STDERR, AccessLog
 
 if TYPE_CHECKING:
     from .server import Config
+
+LOOPS = ("asyncio", "uvloop")  # --loop: the stdlib's, or uvloop's (libuv) if installed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +108,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-requests", type=positive_int, default=1000, metavar="N",
         help="close a keep-alive connection after N requests (default 1000)",
     )
+    parser.add_argument(
+        "--loop", choices=LOOPS, default="asyncio",
+        help="event loop, for static files and apps alike (uvloop must be installed)",
+    )
     app = parser.add_argument_group("ASGI app (docs/asgi.md)")
     app.add_argument(
         "--app", metavar="MODULE:ATTR", default=None,
@@ -121,10 +127,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     app.add_argument(
         "--lifespan", choices=("auto", "on", "off"), default="auto",
         help="run the app's lifespan startup/shutdown (default auto: if it speaks it)",
-    )
-    app.add_argument(
-        "--loop", choices=("asyncio", "uvloop"), default="asyncio",
-        help="event loop for the app (uvloop must be installed)",
     )
 
 
@@ -179,10 +181,10 @@ def run(args: argparse.Namespace) -> int:
     daemon.setup_log(NAME)
     from .server import Server
 
-    def worker_main(sock: socket.socket, ready: Callable[[], object]) -> int:
-        import asyncio
+    loop = getattr(args, "loop", "asyncio")
 
-        asyncio.run(Server(config, sock, ready).serve())
+    def worker_main(sock: socket.socket, ready: Callable[[], object]) -> int:
+        run_loop(Server(config, sock, ready).serve(), loop)
         return 0
 
     with listener:
@@ -193,10 +195,43 @@ def run(args: argparse.Namespace) -> int:
         )
 
 
+def run_loop(main: Coroutine[object, object, object], loop: str) -> None:
+    """Run ``main`` to its end on a new event loop of the kind ``--loop`` names.
+
+    >>> async def main(): print("ran")
+    >>> run_loop(main(), "asyncio")
+    ran
+    """
+    import asyncio
+
+    if loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)
+    else:
+        asyncio.run(main)
+
+
+def check_loop(loop: str) -> None:
+    """Raise ``StartupError`` (usage) if the ``--loop`` asked for is not installed.
+
+    >>> check_loop("asyncio")
+    """
+    if loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise daemon.StartupError(
+                "--loop uvloop: uvloop is not installed (pip install uvloop)", daemon.USAGE
+            ) from None
+
+
 def _prepare(args: argparse.Namespace, config: Config) -> socket.socket:
     """Check what can be checked before forking, then listen; ``StartupError`` says what failed."""
     if not os.path.isdir(config.root):
         raise daemon.StartupError(f"{args.directory or '.'} is not a directory", daemon.USAGE)
+    check_loop(getattr(args, "loop", "asyncio"))
     if config.access_log is not None:
         try:  # each worker opens its own; a path that cannot be opened fails here, once
             AccessLog(config.access_log).close()

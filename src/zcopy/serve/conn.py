@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import zcopy
@@ -47,6 +47,10 @@ IDLE = 1  # keep-alive, between requests, nothing received yet
 BUSY = 2  # responding
 BODY = 3  # a request head is complete, its body is not
 LINGER = 4  # closing: output shut down, input drained
+
+# The inline path's answer to one request (``Conn.serve_now``): True answered, False not
+# its kind (nothing sent), None begun (``Conn.pending`` holds the rest for the task).
+Answer = Callable[["Conn", Request], "bool | None"]
 
 _REASONS = {
     HEAD: "header timeout",
@@ -98,12 +102,16 @@ class Conn:
     """
 
     __slots__ = (
+        "answer",
         "deadline",
+        "early",
         "fd",
+        "fed",
         "host",
         "limits",
         "loop",
         "out",
+        "pending",
         "reader",
         "reading",
         "requests",
@@ -139,6 +147,11 @@ class Conn:
         self.seen = 0  # ``sent`` at the sweeper's last look
         self.timed_out = ""
         self.task: asyncio.Task[None] | None = None
+        # The inline path (``serve_now``): answers from the reader callback while the task waits.
+        self.answer: Answer | None = None
+        self.early: bytes | Exception | None = None  # what the inline path received for the task
+        self.fed = False  # ... and already fed to the reader
+        self.pending: object = None  # a response the inline path began; the server finishes it
         # The header deadline runs from the accept, whatever arrives.
         self.state = HEAD
         self.deadline = loop.time() + limits.header
@@ -224,8 +237,67 @@ class Conn:
             # Data came while we were busy answering: stop watching until we ask again.
             self.loop.remove_reader(self.fd)
             self.reading = False
-        elif not waiter.done():
+        elif not waiter.done() and (self.answer is None or not self.serve_now(self.answer)):
             waiter.set_result(None)
+
+    def serve_now(self, answer: Answer) -> bool:
+        """The inline path: answer from the reader callback while the task waits in ``recv``.
+
+        Receives, feeds the reader, and answers each complete request with
+        ``answer`` (``True``: answered; ``False``: not its kind, nothing was
+        sent; ``None``: begun, ``pending`` holds the rest) without waking the
+        task, whose await costs a future and two loop iterations. Returns
+        ``False`` to wake the task, which takes over from where this stopped:
+        ``early`` holds what was received (``fed``: already in the reader) or
+        the exception to raise in the task (a reset, an error ``answer`` met),
+        requests not answered stay in ``reader.ready``. Only in ``HEAD`` or
+        ``IDLE`` state with nothing queued: a lingering close, a body, a
+        ``100 Continue`` are the task's. The deadlines and the fairness turn
+        are the task path's: states change as there, and after ``TURN`` s the
+        task gets the rest, behind the other connections' callbacks.
+        """
+        reader = self.reader
+        if self.state > IDLE or reader.ready or reader.in_body or reader.broken:
+            return False
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return True  # woken for nothing: keep waiting
+        except OSError as exc:
+            self.early = exc
+            return False
+        self.early = data
+        if not data:
+            return False  # EOF: the task closes
+        reader.feed(data)
+        self.received()
+        self.fed = True
+        ready = reader.ready
+        if ready:
+            loop = self.loop
+            start = loop.time()
+            while True:
+                try:
+                    done = answer(self, ready[0])
+                except Exception as exc:  # a reset, a shrunk file, a bug: the task raises it
+                    self.early = exc
+                    return False
+                if done is False:
+                    return False  # not the inline kind: the task answers it
+                ready.popleft()
+                if done is None:
+                    self.responding()  # in flight: a shutdown waits for it, as for the task's
+                    return False  # begun: the task sends the rest, then answers the others
+                if not ready:
+                    break
+                if loop.time() - start >= TURN:
+                    return False  # a pipelined flood: the task yields, then answers the rest
+            self.responded()
+        if reader.broken or reader.continue_due:
+            return False
+        self.fed = False
+        self.early = None
+        return True
 
     async def recv(self) -> bytes:
         """Receive up to RECV_SIZE bytes (b"" at EOF).
@@ -247,6 +319,27 @@ class Conn:
             finally:
                 self.waiter = None
             self.turn_start = self.loop.time()  # waiting for the network gave the others a turn
+            early = self.early
+            if early is not None:  # the inline path received it
+                self.early = None
+                if isinstance(early, Exception):
+                    raise early
+                return early
+
+    async def fill(self) -> bool:
+        """Receive and feed the reader (and start the clock it calls for); ``False`` at EOF.
+
+        Bytes the inline path received and fed already are not fed again.
+        """
+        data = await self.recv()
+        if self.fed:
+            self.fed = False
+            return True
+        if not data:
+            return False
+        self.reader.feed(data)
+        self.received()
+        return True
 
     async def linger(self) -> None:
         """Close gracefully: send FIN, then drop input until EOF, an error or ``linger`` s.

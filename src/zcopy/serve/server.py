@@ -27,7 +27,7 @@ import zcopy
 from ..daemon import listen  # noqa: F401  (every zcopy server listens the same way)
 from . import headers, listing
 from .conn import BODY, HEAD, IDLE, Conn, Timeouts, sweep
-from .files import Meta, MetaCache, OpenFiles, Refused, sidecar_path
+from .files import Handle, Meta, MetaCache, OpenFiles, Refused, sidecar_path
 from .log import AccessLog, error
 from .parser import Request
 from .paths import BadTarget, Target, parse_target
@@ -39,7 +39,9 @@ CORK_MIN = 256 * 1024  # bodies at least this long are sent corked
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 REFUSED_LINGERING = 256  # refused (over-cap) sockets given time to read their 503
 STATS_PATH = ("_zcopy", "stats")
-
+# Request fields that leave a plain 200 unchanged: anything else (Range, a precondition)
+# goes to the planner. Accept-Encoding matters only for a file with sidecars.
+_PLAIN = frozenset({"host", "user-agent", "referer", "accept-encoding"})
 
 
 @dataclass(slots=True)
@@ -86,6 +88,22 @@ class _Close(Exception):
     """End the connection after this response (a short body, a vanished client)."""
 
 
+@dataclass(slots=True)
+class _Rest:
+    """What the inline path began and could not send without waiting: the task sends it.
+
+    The handle keeps the fd open (one reference) until the rest is sent or dropped.
+    """
+
+    req: Request
+    head: bytes  # head bytes not sent yet
+    handle: Handle
+    offset: int  # file bytes [offset, end) not sent yet
+    end: int
+    path: str
+    logged_from: int  # conn.sent when the body began
+
+
 class Server:
     """One process's server: a listening socket and the connections it accepted.
 
@@ -122,6 +140,8 @@ class Server:
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
+        # A subclass that answers requests its own way never gets the inline path.
+        self._inline = type(self)._respond is Server._respond
 
     # lifecycle ------------------------------------------------------------------------
 
@@ -236,6 +256,8 @@ class Server:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             host = addr[0] if isinstance(addr, tuple) else "-"
             conn = Conn(sock, host, loop, self.limits)  # the header deadline starts now
+            if self._inline:
+                conn.answer = self._answer_now
             self.conns.add(conn)
             conn.task = loop.create_task(self._run(conn))
 
@@ -293,6 +315,10 @@ class Server:
             pass  # the linger deadline (or the end of shutdown) came first
         finally:
             self.conns.discard(conn)
+            rest = conn.pending
+            if isinstance(rest, _Rest):  # begun inline, never finished: let go of the file
+                conn.pending = None
+                self.files.release(rest.handle)
             conn.close()
 
     async def _linger(self, conn: Conn) -> None:
@@ -307,6 +333,12 @@ class Server:
         reader = conn.reader
         while True:
             answered = False
+            rest = conn.pending
+            if isinstance(rest, _Rest):
+                conn.pending = None
+                conn.responding()
+                await self._finish(conn, rest)
+                answered = True
             while reader.ready:
                 req = reader.ready.popleft()
                 conn.count_request(req)
@@ -323,11 +355,114 @@ class Server:
                 # RFC 9110 §10.1.1: the client waits for this before it sends the body.
                 reader.continue_due = False
                 await self._send(conn, CONTINUE, False)
-            data = await conn.recv()
-            if not data:
+            if not await conn.fill():
                 return False
-            reader.feed(data)
-            conn.received()
+
+    # the inline path -----------------------------------------------------------------
+
+    def _answer_now(self, conn: Conn, req: Request) -> bool | None:
+        """Answer a plain GET or HEAD of a known file from the reader callback (``serve_now``).
+
+        The common request of a static server: HTTP/1.1 kept alive, a target
+        answered before (parsed and resolved in ``_targets``), a regular file
+        shorter than ``CORK_MIN``, no Range, no precondition, no coding to
+        choose. Its answer is the 200 ``plan_file`` gives such a request, with
+        the head ``Meta`` keeps ready.
+        Anything else, and the first request for a target, is declined
+        (``False``) before a byte is sent, and the task answers it through
+        ``_respond``. Returns ``None`` when the socket took only part:
+        ``conn.pending`` holds the rest for the task (``_finish``).
+        """
+        if req.error or not req.keep_alive or req.version != "1.1" or self.stopping:
+            return False
+        method = req.method
+        if (method != "GET" and method != "HEAD") or (
+            conn.requests + 1 >= self.limits.max_requests  # the last one says close
+        ):
+            return False
+        hit = self._targets.get(req.target)
+        if hit is None:
+            return False
+        target, path = hit
+        segments = target.segments
+        if target.slash or not segments or (self.cfg.stats and segments == STATS_PATH):
+            return False
+        fields = req.headers
+        if len(fields) > 1 and not _PLAIN.issuperset(fields):
+            return False
+        now = conn.loop.time()
+        try:
+            h, st = self.files.acquire(path, now)
+        except Refused:
+            return False  # the task answers (and says why)
+        try:
+            if h.file is None:
+                return False  # a directory
+            meta = self.metas.get(path, st, "", now, sidecars=self.cfg.precompressed)
+            size = meta.ident[2]
+            if size == 0 or size >= CORK_MIN or (meta.sidecars and "accept-encoding" in fields):
+                return False  # nothing to send; a long body (corked: _body); a coding to choose
+            head = meta.ok_head(self.dates.get())
+            head_only = method == "HEAD"
+            try:
+                n = conn.sock.send(head, 0 if head_only else _MSG_MORE)
+            except OSError:
+                return False  # nothing sent: the task tries, and meets the error itself
+            conn.requests += 1
+            if head_only:
+                if n < len(head):
+                    h.refs += 1
+                    conn.pending = _Rest(req, head[n:], h, 0, 0, path, conn.sent)
+                    return None
+                self._log(conn, req, 200, 0)
+                return True
+            before = conn.sent
+            if n == len(head):
+                copy = zcopy.acopy(conn.out, zcopy.section(h.file, 0, size))
+                try:
+                    copy.send(None)
+                except StopIteration as stop:
+                    moved: int = stop.value
+                    if moved == size:
+                        self._log(conn, req, 200, moved)
+                        return True
+                    self._log(conn, req, 200, moved)
+                    raise self._shrank(conn, path, moved, size, 0) from None
+                except (ConnectionError, TimeoutError):
+                    self._log(conn, req, 200, conn.sent - before)
+                    raise
+                # The socket is full: stop the copy (it unregisters) and let the task go on
+                # from what it moved (what the observer counted, exactly: acopy's contract).
+                copy.close()
+                head = b""
+            h.refs += 1
+            conn.pending = _Rest(req, head[n:], h, conn.sent - before, size, path, before)
+            return None
+        finally:
+            self.files.release(h)
+
+    async def _finish(self, conn: Conn, rest: _Rest) -> None:
+        """Send what the inline path could not, then log the request as one."""
+        try:
+            if rest.head:
+                await self._send(conn, rest.head, rest.offset < rest.end)
+            if rest.offset < rest.end:
+                file = rest.handle.file
+                assert file is not None
+                await self._body(
+                    conn, rest.req, 200, file, rest.offset, rest.end - rest.offset, rest.path,
+                    False, rest.logged_from,
+                )
+        finally:
+            self.files.release(rest.handle)
+        self._log(conn, rest.req, 200, conn.sent - rest.logged_from)
+
+    def _shrank(self, conn: Conn, path: str, n: int, length: int, offset: int) -> _Close:
+        error(
+            f"{conn.host}: {path} shrank while it was sent: {n} of {length} bytes "
+            f"from offset {offset}; closing the connection"
+        )
+        return _Close()
 
     async def _send(self, conn: Conn, data: bytes, more: bool) -> None:
         """Write a head or framing from memory; MSG_MORE when a body follows."""
@@ -429,10 +564,14 @@ class Server:
 
     async def _body(
         self, conn: Conn, req: Request, status: int, fd: io.FileIO, offset: int, length: int,
-        path: str, log: bool = True,
+        path: str, log: bool = True, logged_from: int | None = None,
     ) -> None:
-        """Send ``length`` bytes of the file from ``offset`` by sendfile; short means close."""
-        before = conn.sent
+        """Send ``length`` bytes of the file from ``offset`` by sendfile; short means close.
+
+        A failure logs the request with the bytes sent since ``logged_from``
+        (default: since this call).
+        """
+        before = conn.sent if logged_from is None else logged_from
         cork = length >= CORK_MIN
         try:
             if cork:
@@ -454,11 +593,7 @@ class Server:
                     conn.sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
         if n < length:
             self._log(conn, req, status, conn.sent - before)
-            error(
-                f"{conn.host}: {path} shrank while it was sent: {n} of {length} bytes "
-                f"from offset {offset}; closing the connection"
-            )
-            raise _Close
+            raise self._shrank(conn, path, n, length, offset)
         if log:
             self._log(conn, req, status, conn.sent - before)
 
