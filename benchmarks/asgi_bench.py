@@ -17,6 +17,11 @@ benchmarks/asgi_bench_apps.py. Measurements:
 4. ``rss``: server RSS while 200 clients download the big file at once.
 5. ``trace``: `zcopy trace --pid` on each server while it sends the big file:
    the verdict (fast-path / user-space) seen from outside.
+6. ``layers``: where a ranged answer's per-request CPU goes under
+   ``zcopy serve --app``: 100-byte ranges (the bytes cost nothing) answered by
+   the static server, then by the ``layers`` app with less and less machinery
+   removed (memory body; one zerocopysend of a file kept open;
+   ``zcopy.asgi.FileResponse``; the same under Starlette), alternated.
 
 Servers that are not installed are skipped with a message
 (``pip install -e '.[asgi-peers]'``). Full runs only under the benchmark lock:
@@ -76,7 +81,18 @@ UVICORN = "uvicorn"
 UVICORN_UV = "uvicorn (uvloop)"
 HYPERCORN = "hypercorn"
 GRANIAN = "granian"
-MEASURES = ("file", "range", "rps_file", "rps_hello", "rss", "trace")
+MEASURES = ("file", "range", "rps_file", "rps_hello", "rss", "trace", "layers")
+LAYERS_APP = "asgi_bench_apps:layers"
+# What a ranged answer costs per request, layer by layer: (label, the static server?, path).
+# 100-byte ranges, so that the bytes cost nothing and what is left is per-request work.
+LAYERS = (
+    ("zcopy serve DIR (static)", True, f"/{BIG}"),
+    ("--app: the bytes from memory, no file", False, f"/mem/{BIG}"),
+    ("--app: one zerocopysend, file kept open", False, f"/zc/{BIG}"),
+    ("--app: zcopy.asgi.FileResponse, no framework", False, f"/zf/{BIG}"),
+    ("--app: FileResponse under Starlette (the range app)", False, f"/z/{BIG}"),
+)
+LAYER_RANGE = 100
 
 
 def _has(module: str) -> bool:
@@ -188,6 +204,53 @@ def range_cpu(s: Server, size: int, count: int) -> tuple[float, float]:
     return used / gib, gib / (time.monotonic() - t0)
 
 
+def per_request_cpu(s: Server, path: str, count: int, first: int) -> float:
+    """Server CPU µs per request for ``count`` small Range requests on one connection."""
+    (t_0, r0) = tree_cpu(s.pid)
+    with socket.create_connection(("127.0.0.1", s.port), timeout=60) as conn:
+        for k in range(first, first + count):
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n"
+                         f"Range: bytes={k}-{k + LAYER_RANGE - 1}\r\n\r\n".encode())
+            head, rest = read_head(conn, s.name)
+            if not head.startswith(b"HTTP/1.1 206"):
+                raise RuntimeError(f"{s.name} {path}: {head[:200]!r}")
+            left = LAYER_RANGE - len(rest)
+            while left > 0:
+                got = conn.recv(left)
+                if not got:
+                    raise ConnectionError(f"{s.name}: closed mid-body")
+                left -= len(got)
+    t_1, r1 = tree_cpu(s.pid)
+    return ((r1 - r0) if r1 and r0 else (t_1 - t_0)) / count * 1e6
+
+
+def measure_layers(root: Path, tmp: Path, reps: int, count: int) -> dict[str, Any]:
+    """``LAYERS``: the static server and ``zcopy serve --app`` on the layers app, alternated."""
+    py = sys.executable
+    p, q = free_port(), free_port()
+    static = Server(STATIC, [py, "-m", "zcopy.serve", str(root), "--no-access-log",
+                             "--port", str(p)], p)
+    app = Server("zcopy serve --app (layers)",
+                 [py, "-m", "zcopy.serve", "--app", LAYERS_APP, "--app-dir", str(HERE),
+                  "--no-access-log", "--port", str(q)], q)
+    got: dict[str, list[float]] = {label: [] for label, _, _ in LAYERS}
+    for s in (static, app):
+        start(s, tmp, root, SERVER_CPU if CLIENT_CPU >= 0 else None)
+    try:
+        for i in range(reps):
+            for label, is_static, path in rotated(list(LAYERS), i):
+                s = static if is_static else app
+                per_request_cpu(s, path, 20, 0)  # warm: imports, caches, the first connection
+                got[label].append(per_request_cpu(s, path, count, 1000 * i))
+            print(f"  layers repeat {i + 1}/{reps}: "
+                  + ", ".join(f"{v[-1]:.0f}" for v in got.values()) + " us/request", flush=True)
+    finally:
+        stop(static)
+        stop(app)
+    return {label: {"us_per_request": round(median(v), 1), "spread": spread(v), "runs": v}
+            for label, v in got.items()}
+
+
 def wrk(s: Server, path: str, conns: int, seconds: float) -> dict[str, Any]:
     """wrk on ``path`` (keep-alive): req/s, errors, and the server's CPU use meanwhile."""
     argv = ["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", f"http://127.0.0.1:{s.port}{path}"]
@@ -270,8 +333,11 @@ def run(args: argparse.Namespace, root: Path, tmp: Path, size: int) -> dict[str,
                   + (f", range {got['range'][-1]:.3f}" if "range" in got else "")
                   + "".join(f", {k} {got[k][-1]['rps']:.0f}/s" for k in ("rps_file", "rps_hello")
                             if k in got), flush=True)
-    return {"servers": [{"name": s.name, "note": s.note, "argv": _portable(s.argv)} for s in live],
-            "skipped": skipped, "samples": samples}
+    out = {"servers": [{"name": s.name, "note": s.note, "argv": _portable(s.argv)} for s in live],
+           "skipped": skipped, "samples": samples}
+    if "layers" in todo:
+        out["layers"] = measure_layers(root, tmp, args.reps, args.layer_requests)
+    return out
 
 
 def _ratio(samples: dict[str, dict[str, list[Any]]], a: str, b: str, key: str,
@@ -343,6 +409,12 @@ def table(res: dict[str, Any]) -> str:
             f"{cell(row, 'rps_file', '.0f')} | {cell(row, 'rps_hello', '.0f')} | "
             f"{row.get('rss_peak_mib', '-')} | {trace.get('verdict') or trace.get('error', '-')} |"
         )
+    if res.get("layers"):
+        lines += ["", f"Per request, {LAYER_RANGE}-byte ranges (server CPU us, median):", ""]
+        for label, r in res["layers"].items():
+            sp = r["spread"]
+            lines.append(f"- {label}: {r['us_per_request']:.0f}"
+                         + (f" ({sp['min']:.0f} to {sp['max']:.0f})" if sp else ""))
     lines.append("")
     for goal, r in res["goals"].items():
         if r:
@@ -366,6 +438,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, help="repeats (default 3; quick 1)")
     ap.add_argument("--per-rep", type=int, help="whole-file downloads per repeat (default 2)")
     ap.add_argument("--ranges", type=int, help="1 MiB Range requests per repeat (default 512)")
+    ap.add_argument("--layer-requests", type=int,
+                    help="small Range requests per layer and repeat (default 900; quick 50)")
     ap.add_argument("--duration", type=float, help="wrk seconds (default 5; quick 1)")
     ap.add_argument("--conns", type=int, default=64, help="wrk connections")
     ap.add_argument("--clients", type=int, help="RSS clients (default 200; quick 20)")
@@ -381,6 +455,7 @@ def main() -> int:
     args.reps = args.reps or (1 if q else 3)
     args.per_rep = args.per_rep or (1 if q else 2)
     args.ranges = args.ranges or (16 if q else 512)
+    args.layer_requests = args.layer_requests or (50 if q else 900)  # < --max-requests
     args.duration = args.duration or (1.0 if q else 5.0)
     args.clients = args.clients or (20 if q else 200)
     args.rss_seconds = args.rss_seconds or (1.0 if q else 5.0)
