@@ -1,20 +1,24 @@
 """Per-call overhead of ``zcopy.copy`` for small copies, beside the bare syscalls it wraps.
 
-For 4 KiB and 64 KiB: file -> TCP socket (``os.sendfile``), bytes -> ``BytesIO``
-(``BytesIO.write``), TCP socket -> TCP socket (``os.splice`` in and out of a
-pipe). Each call is timed on its own (``perf_counter_ns``) in this process,
-pinned to the first CPU; the receiving end is drained by a child process pinned
-to the second, so the copy never waits for room. Feeding a source socket is not
-timed, nor is rewinding the source file. A row is the median over repeats of each
-repeat's median call, with the spread (min-max) over repeats. Used by
-``benchmarks/core_copy.py --per-call``.
+For 4 KiB and 64 KiB: file -> TCP socket (``os.sendfile``), for a ``BufferedReader``
+and a raw ``FileIO`` copied to EOF, a ``section`` of a ``FileIO``, and ``acopy`` of
+``observe(sock)`` and a section (what ``zcopy serve`` does per response, timed inside
+one running loop); bytes -> ``BytesIO`` (``BytesIO.write``); TCP socket -> TCP socket
+(``os.splice`` in and out of a pipe). Each call is timed on its own
+(``perf_counter_ns``) in this process, pinned to the first CPU; the receiving end
+is drained by a child process pinned to the second, so the copy never waits for
+room. Feeding a source socket is not timed, nor is rewinding the source file. A
+row is the median over repeats of each repeat's median call, with the spread
+(min-max) over repeats. Used by ``benchmarks/core_copy.py --per-call``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import io
 import os
+import select
 import socket
 import statistics
 import subprocess
@@ -69,14 +73,32 @@ def drained_socket() -> Iterator[socket.socket]:
 
 
 def _time(call: Call, calls: int, feed: Call | None = None) -> float:
-    """The median of ``calls`` single calls, in microseconds (``feed`` runs untimed before each)."""
+    """The median of ``calls`` single calls, in microseconds (``feed`` runs untimed before each).
+
+    A call that returns a coroutine is awaited inside one running loop, timed per await.
+    """
     clock = time.perf_counter_ns
     samples = []
     for _ in range(calls):
         if feed is not None:
             feed()
         t0 = clock()
-        call()
+        pending = call()
+        if asyncio.iscoroutine(pending):
+            pending.close()  # a coroutine row: timed below, inside its loop
+            return asyncio.run(_time_awaits(call, calls, feed))
+        samples.append(clock() - t0)
+    return statistics.median(samples) / 1000
+
+
+async def _time_awaits(call: Call, calls: int, feed: Call | None) -> float:
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(calls):
+        if feed is not None:
+            feed()
+        t0 = clock()
+        await call()  # type: ignore[misc]
         samples.append(clock() - t0)
     return statistics.median(samples) / 1000
 
@@ -100,6 +122,30 @@ def _pairs(
             sent += os.sendfile(sock_fd, fd, sent, size - sent)
 
     yield "file -> socket", "os.sendfile", lambda: zcopy.copy(out, f), raw_file, rewind
+    raw = open(path, "rb", buffering=0)  # noqa: SIM115 (as f)
+
+    def rewind_raw() -> None:
+        raw.seek(0)
+
+    yield "FileIO -> socket", "os.sendfile", lambda: zcopy.copy(out, raw), raw_file, rewind_raw
+    yield ("section -> socket", "os.sendfile", lambda: zcopy.copy(out, zcopy.section(raw, 0, size)),
+           raw_file, None)
+    observed = zcopy.observe(out, lambda n: None)
+
+    def nonblocking() -> None:  # acopy wants a non-blocking socket (measure() restores it)
+        out.setblocking(False)
+
+    def raw_file_nonblocking() -> None:
+        sent = 0
+        while sent < size:
+            try:
+                sent += os.sendfile(sock_fd, fd, sent, size - sent)
+            except BlockingIOError:
+                select.select([], [sock_fd], [], 10)
+
+    yield ("acopy section -> observed socket", "os.sendfile",
+           lambda: zcopy.acopy(observed, zcopy.section(raw, 0, size)), raw_file_nonblocking,
+           nonblocking)
 
     data = os.urandom(size)
     yield ("bytes -> BytesIO", "BytesIO.write", lambda: zcopy.copy(io.BytesIO(), data),
@@ -144,6 +190,7 @@ def measure(calls: int = 2000, repeat: int = 5) -> list[dict[str, Any]]:
                 for _ in range(repeat):  # interleaved: a noisy moment hurts both alike
                     raw_us.append(_time(raw, calls, feed))
                     zc_us.append(_time(zc, calls, feed))
+                out.setblocking(True)
                 ratios = [z / r for z, r in zip(zc_us, raw_us, strict=True) if z and r]
                 rows.append({
                     "copy": row, "size": size, "raw": raw_label,
