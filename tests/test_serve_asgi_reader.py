@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from zcopy.serve.asgi.reader import AsgiRequest, AsgiRequestReader
 
 
@@ -70,3 +72,22 @@ def test_malformed_body_queues_an_error_behind_the_running_request() -> None:
     r.feed(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
     first = asgi(r.ready[0])
     assert not first.complete and r.broken and r.ready[-1].error == 400
+
+
+def test_one_request_object_per_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The base reader makes the ASGI request itself (``request_type``): no throwaway first."""
+    from zcopy.serve import parser
+
+    made: list[type] = []
+    init = parser.Request.__init__
+
+    def counting(self: parser.Request) -> None:
+        made.append(type(self))
+        init(self)
+
+    monkeypatch.setattr(parser.Request, "__init__", counting)
+    r = AsgiRequestReader()
+    made.clear()  # the reader's own placeholder, made once per connection
+    r.feed(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert made == [AsgiRequest, AsgiRequest]
+    assert [type(q) for q in r.ready] == [AsgiRequest, AsgiRequest]
