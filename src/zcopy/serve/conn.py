@@ -186,11 +186,12 @@ class Conn:
         """All ready requests are answered: wait for the next one (its head or body clock)."""
         reader = self.reader
         if reader.in_body:
-            self._enter(BODY, self.limits.body)
+            self.state, seconds = BODY, self.limits.body
         elif reader.in_head:
-            self._enter(HEAD, self.limits.header)
+            self.state, seconds = HEAD, self.limits.header
         else:
-            self._enter(IDLE, self.limits.keepalive)
+            self.state, seconds = IDLE, self.limits.keepalive
+        self.deadline = self.loop.time() + seconds  # (_enter inlined: once per request)
 
     def expired(self, now: float) -> str:
         """Why this connection is out of time at ``now``, or ``""``.
@@ -270,12 +271,12 @@ class Conn:
         if not data:
             return False  # EOF: the task closes
         reader.feed(data)
-        self.received()
         self.fed = True
         ready = reader.ready
+        # The clock these bytes call for (``received``) is started only when the task takes
+        # over: requests answered here end with ``responded``, which starts the next one.
         if ready:
-            loop = self.loop
-            start = loop.time()
+            start = self.loop.time() if len(ready) > 1 else 0.0
             while True:
                 try:
                     done = answer(self, ready[0])
@@ -283,6 +284,7 @@ class Conn:
                     self.early = exc
                     return False
                 if done is False:
+                    self.received()
                     return False  # not the inline kind: the task answers it
                 ready.popleft()
                 if done is None:
@@ -290,9 +292,12 @@ class Conn:
                     return False  # begun: the task sends the rest, then answers the others
                 if not ready:
                     break
-                if loop.time() - start >= TURN:
+                if self.loop.time() - start >= TURN:
+                    self.received()
                     return False  # a pipelined flood: the task yields, then answers the rest
             self.responded()
+        else:
+            self.received()
         if reader.broken or reader.continue_due:
             return False
         self.fed = False

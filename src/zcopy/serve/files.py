@@ -21,6 +21,8 @@ import os
 import stat
 from dataclasses import dataclass
 
+from zcopy import Section
+
 from . import headers, listing
 from .conditional import Validators
 from .paths import within_root
@@ -278,13 +280,17 @@ class Handle:
     >>> os.close(h.fd)
     """
 
-    __slots__ = ("expires", "fd", "file", "refs")
+    __slots__ = ("expires", "fd", "file", "meta", "refs", "whole")
 
     def __init__(self, fd: int, expires: float, regular: bool = True) -> None:
         self.fd = fd
         self.file = io.FileIO(fd, "rb", closefd=False) if regular else None
         self.refs = 1
         self.expires = expires
+        # For the server's inline path: the file's last Meta (to check against each
+        # request's fstat) and a section of the whole file (rebuilt when the size changes).
+        self.meta: Meta | None = None
+        self.whole: Section | None = None
 
 
 class OpenFiles:
@@ -345,6 +351,26 @@ class OpenFiles:
             h.refs += 1  # the cache's own reference
             self._map[path] = h
         return h, st
+
+    def cached(self, path: str, now: float) -> Handle | None:
+        """The open handle for ``path`` if it is in the cache and fresh, without a reference.
+
+        For a caller that is done with it before the event loop runs anything
+        else (nothing can close it meanwhile); one that keeps it takes a
+        reference (``refs += 1``) and lets go of it with ``release``.
+
+        >>> cache = OpenFiles("/", follow_symlinks=True)
+        >>> cache.cached("/etc/hostname", 0.0) is None
+        True
+        >>> h, _ = cache.acquire("/etc/hostname", 0.0)
+        >>> cache.cached("/etc/hostname", 0.5) is h, cache.cached("/etc/hostname", 9.0)
+        (True, None)
+        >>> cache.release(h); cache.clear()
+        """
+        h = self._map.get(path)
+        if h is not None and h.expires > now:
+            return h
+        return None
 
     def list_dir(self, dir_fd: int) -> list[listing.Entry]:
         """The entries a GET in the checked directory ``dir_fd`` would serve. Raise ``Refused``.

@@ -128,7 +128,8 @@ class Server:
         self.conns: set[Conn] = set()
         self.metas = MetaCache()
         # request-target -> (parsed, filesystem path): the same few targets come again and again
-        self._targets: dict[bytes, tuple[Target, str]] = {}
+        # (the third item: a plain file path, which the inline path may answer)
+        self._targets: dict[bytes, tuple[Target, str, bool]] = {}
         self.files = OpenFiles(
             config.root, follow_symlinks=config.follow_symlinks, dotfiles=config.dotfiles
         )
@@ -364,14 +365,18 @@ class Server:
         """Answer a plain GET or HEAD of a known file from the reader callback (``serve_now``).
 
         The common request of a static server: HTTP/1.1 kept alive, a target
-        answered before (parsed and resolved in ``_targets``), a regular file
-        shorter than ``CORK_MIN``, no Range, no precondition, no coding to
-        choose. Its answer is the 200 ``plan_file`` gives such a request, with
-        the head ``Meta`` keeps ready.
-        Anything else, and the first request for a target, is declined
+        answered before (resolved in ``_targets`` to a file path), a regular
+        file already open (``OpenFiles.cached``) and shorter than ``CORK_MIN``,
+        no Range, no precondition, no coding to choose. Its answer is the 200
+        ``plan_file`` gives such a request, with the head ``Meta`` keeps ready
+        (checked against this request's fstat). Anything else is declined
         (``False``) before a byte is sent, and the task answers it through
         ``_respond``. Returns ``None`` when the socket took only part:
         ``conn.pending`` holds the rest for the task (``_finish``).
+
+        The body goes by ``acopy`` to the plain socket, whose result is the
+        count (the task path counts through ``conn.out``, the observed socket,
+        because it waits): nothing runs between the call and the count.
         """
         if req.error or not req.keep_alive or req.version != "1.1" or self.stopping:
             return False
@@ -381,65 +386,71 @@ class Server:
         ):
             return False
         hit = self._targets.get(req.target)
-        if hit is None:
-            return False
-        target, path = hit
-        segments = target.segments
-        if target.slash or not segments or (self.cfg.stats and segments == STATS_PATH):
+        if hit is None or not hit[2]:
             return False
         fields = req.headers
         if len(fields) > 1 and not _PLAIN.issuperset(fields):
             return False
         now = conn.loop.time()
+        h = self.files.cached(hit[1], now)
+        if h is None or h.file is None:
+            return False  # not open (the task opens it), or a directory
+        st = os.fstat(h.fd)  # every request sees the file as it is now
+        meta = h.meta
+        if (
+            meta is None
+            or meta.expires <= now
+            or meta.ident != (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        ):
+            meta = h.meta = self.metas.get(hit[1], st, "", now, sidecars=self.cfg.precompressed)
+        size = st.st_size
+        if size == 0 or size >= CORK_MIN or (meta.sidecars and "accept-encoding" in fields):
+            return False  # nothing to send; a long body (corked: _body); a coding to choose
+        head = meta.ok_head(self.dates.get())
+        head_only = method == "HEAD"
         try:
-            h, st = self.files.acquire(path, now)
-        except Refused:
-            return False  # the task answers (and says why)
-        try:
-            if h.file is None:
-                return False  # a directory
-            meta = self.metas.get(path, st, "", now, sidecars=self.cfg.precompressed)
-            size = meta.ident[2]
-            if size == 0 or size >= CORK_MIN or (meta.sidecars and "accept-encoding" in fields):
-                return False  # nothing to send; a long body (corked: _body); a coding to choose
-            head = meta.ok_head(self.dates.get())
-            head_only = method == "HEAD"
-            try:
-                n = conn.sock.send(head, 0 if head_only else _MSG_MORE)
-            except OSError:
-                return False  # nothing sent: the task tries, and meets the error itself
-            conn.requests += 1
+            n = conn.sock.send(head, 0 if head_only else _MSG_MORE)
+        except OSError:
+            return False  # nothing sent: the task tries, and meets the error itself
+        conn.requests += 1
+        if n == len(head):
             if head_only:
-                if n < len(head):
-                    h.refs += 1
-                    conn.pending = _Rest(req, head[n:], h, 0, 0, path, conn.sent)
-                    return None
-                self._log(conn, req, 200, 0)
+                if self.log.enabled:
+                    self._log(conn, req, 200, 0)
                 return True
-            before = conn.sent
-            if n == len(head):
-                copy = zcopy.acopy(conn.out, zcopy.section(h.file, 0, size))
-                try:
-                    copy.send(None)
-                except StopIteration as stop:
-                    moved: int = stop.value
-                    if moved == size:
-                        self._log(conn, req, 200, moved)
-                        return True
+            whole = h.whole
+            if whole is None or whole.length != size:
+                whole = h.whole = zcopy.section(h.file, 0, size)
+            copy = zcopy.acopy(conn.sock, whole)
+            try:
+                copy.send(None)
+            except StopIteration as stop:
+                moved: int = stop.value
+                conn.sent += moved
+                if self.log.enabled:
                     self._log(conn, req, 200, moved)
-                    raise self._shrank(conn, path, moved, size, 0) from None
-                except (ConnectionError, TimeoutError):
-                    self._log(conn, req, 200, conn.sent - before)
-                    raise
-                # The socket is full: stop the copy (it unregisters) and let the task go on
-                # from what it moved (what the observer counted, exactly: acopy's contract).
-                copy.close()
-                head = b""
-            h.refs += 1
-            conn.pending = _Rest(req, head[n:], h, conn.sent - before, size, path, before)
-            return None
-        finally:
-            self.files.release(h)
+                if moved == size:
+                    return True
+                raise self._shrank(conn, hit[1], moved, size, 0) from None
+            except (ConnectionError, TimeoutError) as exc:
+                if self.log.enabled:
+                    self._log(conn, req, 200, getattr(exc, "bytes_copied", 0))
+                raise
+            # The socket is full: stop the copy (it unregisters) and let the task go on
+            # from what it moved (what the cancellation carries: acopy's contract).
+            try:
+                copy.throw(asyncio.CancelledError())
+            except asyncio.CancelledError as stop:
+                moved = getattr(stop, "bytes_copied", 0)
+            else:  # pragma: no cover - acopy always ends on a cancellation
+                raise AssertionError("acopy went on after a cancellation")
+            conn.sent += moved
+            rest = _Rest(req, b"", h, moved, size, hit[1], conn.sent - moved)
+        else:
+            rest = _Rest(req, head[n:], h, 0, 0 if head_only else size, hit[1], conn.sent)
+        h.refs += 1  # released by _finish, or by _run if the task never gets there
+        conn.pending = rest
+        return None
 
     async def _finish(self, conn: Conn, rest: _Rest) -> None:
         """Send what the inline path could not, then log the request as one."""
@@ -493,11 +504,15 @@ class Server:
             except BadTarget as bad:
                 await self._simple(conn, req, bad.status, close=close or bad.status == 400)
                 return not close and bad.status != 400
-            path = os.path.join(self.root, target.relpath) if target.segments else self.root
+            segments = target.segments
+            path = os.path.join(self.root, target.relpath) if segments else self.root
+            plain = bool(segments) and not target.slash and not (
+                self.cfg.stats and segments == STATS_PATH
+            )
             if len(self._targets) >= 1024:
                 self._targets.clear()
-            self._targets[req.target] = hit = (target, path)
-        target, path = hit
+            self._targets[req.target] = hit = (target, path, plain)
+        target, path, _ = hit
         if self.cfg.stats and target.segments == STATS_PATH:
             body = (json.dumps(self.stats_dict(), indent=1) + "\n").encode()
             await self._memory(conn, req, 200, b"Content-Type: application/json\r\n", body, close)
