@@ -23,7 +23,7 @@ import pytest
 from conftest import calls_on, run_traced
 
 import zcopy
-from zcopy import _stats
+from zcopy import _direct, _stats
 from zcopy._stats import CopyEvent
 
 KIB = 1 << 10
@@ -99,8 +99,12 @@ def test_observers_and_sections(
         n = zcopy.copy(zcopy.observe(out, seen.append), zcopy.section(f, 100, 3000))
         assert f.tell() == 5  # a section leaves the position alone
         fd_n = zcopy.copy(out, zcopy.section(f.fileno(), 0, 10))
-    assert (n, sum(seen), fd_n) == (3000, 3000, 10)
+        # Counts no single call may ask for: the first call asks for 1 GiB, as the full path's.
+        huge = zcopy.copy(out, zcopy.section(f, 8000, 2**70)), zcopy.copy(out, f, 2**70)
+        assert f.tell() == len(data)
+    assert (n, sum(seen), fd_n, huge) == (3000, 3000, 10, (192, len(data) - 5))
     assert _read_exactly(peer, 3010) == data[100:3100] + data[:10]
+    assert _read_exactly(peer, 192 + len(data) - 5) == data[8000:] + data[5:]
 
 
 def test_listeners_hear_the_plan(
@@ -237,7 +241,12 @@ def test_refusing_peer_raises_with_the_count(
     peer.close()  # a reset: the first call fails, the full path raises it
     time.sleep(0.05)
     with open(path, "rb") as f, pytest.raises((BrokenPipeError, ConnectionResetError)) as info:
-        zcopy.copy(out, f)
+        f.read(100)  # read-ahead held: the size probe's seek to EOF must be undone through f
+        try:
+            zcopy.copy(out, f)
+        finally:
+            assert f.tell() == 100
+            assert f.read(7) == path.read_bytes()[100:107]
     assert info.value.bytes_copied == 0  # type: ignore[attr-defined]
     unconnected = socket.socket()
     with unconnected, open(path, "rb") as f, pytest.raises(OSError) as info2:
@@ -476,3 +485,17 @@ def test_a_raise_anywhere_in_a_write_and_in_acopy(
             _nothing_more(peer)
 
         raise_between_every_step(acopy, check_acopy)
+
+
+def test_the_classification_cache_forgets_dead_file_objects(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """One entry per file object copied from, swept once the object is gone: a server that
+    opens a file per request must not grow the cache without bound."""
+    out, peer = pair
+    path, data = _file(tmp_path, 16)
+    for _ in range(3000):
+        with open(path, "rb") as f:
+            assert zcopy.copy(out, f) == 16
+    assert _read_exactly(peer, 3000 * 16) == data * 3000
+    assert len(_direct._files) <= 1024 + 1  # swept when it reached 1024 (all but the newest dead)

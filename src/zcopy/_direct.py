@@ -24,6 +24,7 @@ from typing import Any
 from . import _stats
 from ._errors import with_count
 from ._stats import FOLD_AT
+from ._transfer import BIG
 from ._wrappers import Observed, Section
 
 _sock_type: Any = _socket.socket.type.__get__  # the C field: socket.type builds an enum
@@ -142,7 +143,10 @@ class Shot(list[int]):
                 return NOT_DIRECT
         self.route = "sendfile"
         try:
-            self.extend(map(_sendfile, (sink.fileno(),), (fd,), (start,), (want,)))
+            # The full path's first call asks for at most BIG (a huge count would not fit the
+            # syscall's size_t): a copy beyond that is never finished by this call.
+            ask = want if want <= BIG else BIG
+            self.extend(map(_sendfile, (sink.fileno(),), (fd,), (start,), (ask,)))
         except OSError:  # EAGAIN, a refusal, a reset: nothing moved, the full path decides
             if rewind:
                 f.seek(start)
