@@ -384,11 +384,12 @@ def raise_between_every_step(copy: Callable[[], int], check: Callable[[int], Non
         check(_run_raising(copy, target)[0])
 
 
-def _nothing_more(peer: socket.socket) -> None:
+def _peer_got_exactly(peer: socket.socket, expected: bytes) -> None:
+    assert _read_exactly(peer, len(expected)) == expected
     peer.setblocking(False)
     try:
         with pytest.raises(BlockingIOError):
-            peer.recv(1)
+            peer.recv(1)  # and nothing more
     finally:
         peer.settimeout(10)
 
@@ -414,8 +415,7 @@ def test_a_raise_between_any_two_steps_keeps_count_and_position(
     def check(n: int) -> None:
         assert files[0].tell() == 100 + n
         assert files[0].read(7) == data[100 + n : 107 + n]  # the read-ahead agrees too
-        assert _read_exactly(peer, n) == data[100 : 100 + n]
-        _nothing_more(peer)
+        _peer_got_exactly(peer, data[100 : 100 + n])
 
     try:
         raise_between_every_step(copy, check)
@@ -437,8 +437,7 @@ def test_a_raise_anywhere_in_a_counted_copy_and_a_section(
 
         def check_counted(n: int) -> None:
             assert f.tell() == 10 + n
-            assert _read_exactly(peer, n) == data[10 : 10 + n]
-            _nothing_more(peer)
+            _peer_got_exactly(peer, data[10 : 10 + n])
 
         raise_between_every_step(counted, check_counted)
 
@@ -450,8 +449,7 @@ def test_a_raise_anywhere_in_a_counted_copy_and_a_section(
         def check_section(n: int) -> None:
             assert f.tell() == 5  # a section leaves the position alone, on every exit
             assert sum(seen) in (0, n)  # the observer hears of the bytes, or is left short
-            assert _read_exactly(peer, n) == data[100 : 100 + n]
-            _nothing_more(peer)
+            _peer_got_exactly(peer, data[100 : 100 + n])
 
         raise_between_every_step(section, check_section)
 
@@ -481,8 +479,7 @@ def test_a_raise_anywhere_in_a_write_and_in_acopy(
 
         def check_acopy(n: int) -> None:
             assert f.tell() == 3 + n
-            assert _read_exactly(peer, n) == data[3 : 3 + n]
-            _nothing_more(peer)
+            _peer_got_exactly(peer, data[3 : 3 + n])
 
         raise_between_every_step(acopy, check_acopy)
 
