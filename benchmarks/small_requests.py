@@ -5,8 +5,9 @@ repeats, peers taking turns within each repeat, with min-max spread), then the
 syscalls per request of each server (``strace -c -f`` attached to its process
 tree during a short wrk run, divided by the requests wrk completed). The
 servers and their settings are benchmarks/serve_bench.py's; nginx has
-``open_file_cache`` on there. With one worker the servers run on CPU 0 and wrk
-on CPU 1; with two workers (`zcopy serve --workers 2`, nginx
+``open_file_cache`` on there; ``zcopy serve --loop uvloop`` is one more row
+when uvloop is installed (the default loop is asyncio's). With one worker the
+servers run on CPU 0 and wrk on CPU 1; with two workers (`zcopy serve --workers 2`, nginx
 ``worker_processes 2``; the Python peers have no worker option here and stay
 one process) the servers may use both CPUs and so does wrk. Run under the
 benchmark lock:
@@ -19,6 +20,7 @@ The Markdown table (docs/serve.md, "Small files") is printed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -34,10 +36,25 @@ from typing import Any
 import serve_bench as sb
 from _common import rotated
 
-from zcopy.tools._proc import descendants, median, spread
+from zcopy.tools._proc import descendants, free_port, median, spread
 
 SIZES = {"4 KiB": sb.SMALL, "64 KiB": "medium.bin"}
 _ALL = sorted(os.sched_getaffinity(0))
+ZCOPY_UVLOOP = "zcopy serve --loop uvloop"
+
+
+def servers(root: Path, tmp: Path) -> list[sb.Server | str]:
+    """serve_bench's servers, plus ``zcopy serve --loop uvloop`` when uvloop is installed."""
+    found = list(sb.servers(root, tmp))
+    zc = next((s for s in found if isinstance(s, sb.Server) and s.name == sb.ZCOPY), None)
+    if zc is None:
+        return found
+    if importlib.util.find_spec("uvloop") is None:
+        return [*found, f"{ZCOPY_UVLOOP}: uvloop is not installed"]
+    p = free_port()
+    argv = [*zc.argv, "--loop", "uvloop"]
+    argv[argv.index("--port") + 1] = str(p)
+    return [*found, sb.Server(ZCOPY_UVLOOP, argv, p, note=f"{zc.note}, uvloop")]
 
 
 def _wrk(port: int, name: str, seconds: float, cpus: str) -> tuple[float, int]:
@@ -76,7 +93,7 @@ def _syscalls_per_request(server: sb.Server, tmp: Path, cpus: str) -> float | No
 
 def _two_workers(server: sb.Server, tmp: Path) -> bool:
     """Turn a one-worker command into a two-worker one; False if the server has no such knob."""
-    if server.name == sb.ZCOPY:
+    if server.name in (sb.ZCOPY, ZCOPY_UVLOOP):
         server.argv[server.argv.index("--workers") + 1] = "2"
         return True
     if server.name == sb.NGINX:
@@ -92,11 +109,11 @@ def run(workers: int, root: Path, tmp: Path, reps: int, seconds: float) -> list[
     live: list[sb.Server] = []
     notes: dict[str, str] = {}
     try:
-        for s in sb.servers(root, tmp / f"w{workers}"):
+        (tmp / f"w{workers}").mkdir(exist_ok=True)
+        for s in servers(root, tmp / f"w{workers}"):
             if isinstance(s, str):
                 print(f"SKIP {s}", file=sys.stderr)
                 continue
-            (tmp / f"w{workers}").mkdir(exist_ok=True)
             if workers == 2 and not _two_workers(s, tmp):
                 notes[s.name] = "one process"
             if not s.keepalive:
