@@ -376,12 +376,22 @@ def _run_raising(copy: Callable[[], int], target: int) -> tuple[int, int]:
 
 def raise_between_every_step(copy: Callable[[], int], check: Callable[[int], None]) -> None:
     """Run ``copy`` once clean, then once per bytecode of the direct path with a raise in
-    front of it; ``check(n)`` after each, n being what the copy says it copied."""
+    front of it; ``check(n)`` after each, n being what the copy says it copied, and
+    ``stats()`` must have counted exactly n bytes (once, never twice)."""
+    zcopy.reset_stats()
     n, steps = _run_raising(copy, 0)
     check(n)
+    assert _bytes_in_stats() == n
     assert steps > 20, f"{steps} bytecodes: the direct path did not run"
     for target in range(1, steps + 1):
-        check(_run_raising(copy, target)[0])
+        zcopy.reset_stats()
+        n = _run_raising(copy, target)[0]
+        check(n)
+        assert _bytes_in_stats() == n, f"stats counted the copy wrong, raise at {target}"
+
+
+def _bytes_in_stats() -> int:
+    return sum(route.bytes for route in zcopy.stats().routes.values())
 
 
 def _peer_got_exactly(peer: socket.socket, expected: bytes) -> None:

@@ -38,6 +38,13 @@ _ref = weakref.ref
 _listeners = _stats.listeners  # changed in place only, never rebound
 _SENDFILES, _WRITES = _stats.one_call["sendfile"], _stats.one_call["write"]
 NOT_DIRECT = -1  # what ``Shot.attempt`` returns when the full path must run
+# A finished direct copy is logged for stats with ``shot.extend(map(_log_..., (n,)))``:
+# the append to the log and the item it leaves in the shot (append's None) happen in one
+# C call, with no bytecode between them for a raising signal handler to run at. abort()
+# then knows from the shot alone whether the copy is counted already, and never counts
+# it twice.
+_log_sendfile: Any = _SENDFILES.append
+_log_write: Any = _WRITES.append
 
 # File objects (FileIO, BufferedReader over one) known to be readable and over a regular
 # file, with their fd. An open fd never changes what it is, so the fstat that said so need
@@ -159,7 +166,8 @@ class Shot(list[int]):
             f.seek(start + want)
         if on_bytes is not None:
             on_bytes(want)  # first: an observer that raises is then recorded once, by abort()
-        _SENDFILES.append(want)  # stats without a lock (see _stats.one_call)
+        # Stats without a lock (see _stats.one_call), logged and marked in one C call.
+        self.extend(map(_log_sendfile, (want,)))
         if len(_SENDFILES) >= FOLD_AT:
             _stats.fold()
         return want
@@ -175,7 +183,7 @@ class Shot(list[int]):
         except ValueError:
             return NOT_DIRECT  # closed: the full path names it
         n = self[0]
-        _WRITES.append(n)
+        self.extend(map(_log_write, (n,)))
         if len(_WRITES) >= FOLD_AT:
             _stats.fold()
         return n
@@ -196,7 +204,7 @@ class Shot(list[int]):
         owner = getattr(self, "owner", None)  # None too when no attempt was made
         if owner is not None:
             owner.seek(self.start + n)  # also undoes the size probe's seek to EOF
-        if n:
+        if n and len(self) == 1:  # a second item: the copy is in the stats log already
             _stats.record(self.route, n, 1)
         with_count(exc, n)
 
