@@ -426,13 +426,15 @@ def in_process(
 
 
 def test_inline_path_answers_repeat_requests_and_declines_the_rest(site: Path) -> None:
-    """After the first request for a target, a plain GET or HEAD never wakes the task;
-    a Range, a precondition, a directory, a 404 still go through ``_respond``, in order."""
+    """After the first request for a target, a plain GET or HEAD and a revalidation that
+    ends in 304 never wake the task; a Range, a precondition that fails or passes to a 200,
+    a directory, a 404 still go through ``_respond``, in order."""
     small = data(site, "small.bin")
     asks = [request_bytes("/small.bin")] * 5 + [
         request_bytes("/small.bin", method="HEAD"),
         request_bytes("/small.bin", "Range: bytes=0-9"),
-        request_bytes("/small.bin", "If-None-Match: *"),
+        request_bytes("/small.bin", "If-None-Match: *"),  # a revalidation: 304 inline
+        request_bytes("/small.bin", 'If-None-Match: "other"'),  # changed: 200 by the task
         request_bytes("/dir/"),
         request_bytes("/missing"),
         request_bytes("/small.bin"),
@@ -447,12 +449,13 @@ def test_inline_path_answers_repeat_requests_and_declines_the_rest(site: Path) -
                 got.append(read_response(f, head=i == 5))
 
     answered, _ = in_process(site, client, stats=True)
-    assert [r.status for r in got] == [200] * 6 + [206, 304, 200, 404, 200]
-    assert all(r.body == small for r in got[:5]) and got[10].body == small
-    assert got[6].body == small[:10]
+    assert [r.status for r in got] == [200] * 6 + [206, 304, 200, 200, 404, 200]
+    assert all(r.body == small for r in got[:5]) and got[8].body == got[11].body == small
+    assert got[6].body == small[:10] and got[7].body == b""
     same = {k: v for k, v in got[0].headers.items() if k != "date"}
-    for r in (got[5], got[10]):  # the inline HEAD and GET: the task's 200 head, to the byte
+    for r in (got[5], got[11]):  # the inline HEAD and GET: the task's 200 head, to the byte
         assert {k: v for k, v in r.headers.items() if k != "date"} == same
+    assert got[7].headers["etag"] == same["etag"] and "content-length" not in got[7].headers
     assert answered == ["/small.bin", "/small.bin", "/small.bin", "/dir/", "/missing"]
 
 

@@ -96,6 +96,7 @@ class _Rest:
     """
 
     req: Request
+    status: int
     head: bytes  # head bytes not sent yet
     handle: Handle
     offset: int  # file bytes [offset, end) not sent yet
@@ -369,7 +370,8 @@ class Server:
         file already open (``OpenFiles.cached``) and shorter than ``CORK_MIN``,
         no Range, no precondition, no coding to choose. Its answer is the 200
         ``plan_file`` gives such a request, with the head ``Meta`` keeps ready
-        (checked against this request's fstat). Anything else is declined
+        (checked against this request's fstat); a revalidation the planner
+        answers with 304 is answered too. Anything else is declined
         (``False``) before a byte is sent, and the task answers it through
         ``_respond``. Returns ``None`` when the socket took only part:
         ``conn.pending`` holds the rest for the task (``_finish``).
@@ -389,8 +391,7 @@ class Server:
         if hit is None or not hit[2]:
             return False
         fields = req.headers
-        if len(fields) > 1 and not _PLAIN.issuperset(fields):
-            return False
+        conditional = len(fields) > 1 and not _PLAIN.issuperset(fields)
         now = conn.loop.time()
         h = self.files.cached(hit[1], now)
         if h is None or h.file is None:
@@ -403,11 +404,22 @@ class Server:
             or meta.ident != (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         ):
             meta = h.meta = self.metas.get(hit[1], st, "", now, sidecars=self.cfg.precompressed)
+        if meta.sidecars and "accept-encoding" in fields:
+            return False  # a coding to choose
         size = st.st_size
-        if size == 0 or size >= CORK_MIN or (meta.sidecars and "accept-encoding" in fields):
-            return False  # nothing to send; a long body (corked: _body); a coding to choose
-        head = meta.ok_head(self.dates.get())
-        head_only = method == "HEAD"
+        status = 200
+        if conditional:
+            # Only a revalidation that ends in 304 (a browser's reload): the planner decides.
+            plan = plan_file(method, fields, size, meta)
+            if plan.status != 304:
+                return False  # a range, a failed precondition: the task's
+            status, head_only = 304, True
+            head = headers.head(304, self.dates.get(), plan.fields, None, b"")
+        elif size == 0 or size >= CORK_MIN:
+            return False  # nothing to send; a long body (corked: _body)
+        else:
+            head_only = method == "HEAD"
+            head = meta.ok_head(self.dates.get())
         try:
             n = conn.sock.send(head, 0 if head_only else _MSG_MORE)
         except OSError:
@@ -416,7 +428,7 @@ class Server:
         if n == len(head):
             if head_only:
                 if self.log.enabled:
-                    self._log(conn, req, 200, 0)
+                    self._log(conn, req, status, 0)
                 return True
             whole = h.whole
             if whole is None or whole.length != size:
@@ -445,9 +457,10 @@ class Server:
             else:  # pragma: no cover - acopy always ends on a cancellation
                 raise AssertionError("acopy went on after a cancellation")
             conn.sent += moved
-            rest = _Rest(req, b"", h, moved, size, hit[1], conn.sent - moved)
+            rest = _Rest(req, 200, b"", h, moved, size, hit[1], conn.sent - moved)
         else:
-            rest = _Rest(req, head[n:], h, 0, 0 if head_only else size, hit[1], conn.sent)
+            end = 0 if head_only else size
+            rest = _Rest(req, status, head[n:], h, 0, end, hit[1], conn.sent)
         h.refs += 1  # released by _finish, or by _run if the task never gets there
         conn.pending = rest
         return None
@@ -460,13 +473,14 @@ class Server:
             if rest.offset < rest.end:
                 file = rest.handle.file
                 assert file is not None
+                length = rest.end - rest.offset
                 await self._body(
-                    conn, rest.req, 200, file, rest.offset, rest.end - rest.offset, rest.path,
-                    False, rest.logged_from,
+                    conn, rest.req, rest.status, file, rest.offset, length, rest.path, False,
+                    rest.logged_from,
                 )
         finally:
             self.files.release(rest.handle)
-        self._log(conn, rest.req, 200, conn.sent - rest.logged_from)
+        self._log(conn, rest.req, rest.status, conn.sent - rest.logged_from)
 
     def _shrank(self, conn: Conn, path: str, n: int, length: int, offset: int) -> _Close:
         error(
