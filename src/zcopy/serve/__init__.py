@@ -22,17 +22,17 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import daemon
 from .._cliargs import port_number, positive_int, seconds
 from .log import NAME, STDERR, AccessLog
+from .loops import LOOPS, check_loop, run_loop
 
 if TYPE_CHECKING:
     from .server import Config
 
-LOOPS = ("asyncio", "uvloop")  # --loop: the stdlib's, or uvloop's (libuv) if installed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -193,38 +193,6 @@ def run(args: argparse.Namespace) -> int:
             on_ready=lambda: _announce(config, listener.getsockname(), args.workers),
             forward=(signal.SIGUSR1,) if config.stats else (),  # --stats: print them
         )
-
-
-def run_loop(main: Coroutine[object, object, object], loop: str) -> None:
-    """Run ``main`` to its end on a new event loop of the kind ``--loop`` names.
-
-    >>> async def main(): print("ran")
-    >>> run_loop(main(), "asyncio")
-    ran
-    """
-    import asyncio
-
-    if loop == "uvloop":
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(main)
-    else:
-        asyncio.run(main)
-
-
-def check_loop(loop: str) -> None:
-    """Raise ``StartupError`` (usage) if the ``--loop`` asked for is not installed.
-
-    >>> check_loop("asyncio")
-    """
-    if loop == "uvloop":
-        try:
-            import uvloop  # noqa: F401
-        except ImportError:
-            raise daemon.StartupError(
-                "--loop uvloop: uvloop is not installed (pip install uvloop)", daemon.USAGE
-            ) from None
 
 
 def _prepare(args: argparse.Namespace, config: Config) -> socket.socket:

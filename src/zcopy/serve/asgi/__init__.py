@@ -27,13 +27,13 @@ import sys
 from collections.abc import Callable
 
 from ... import daemon
+from ..loops import check_loop
 from ..server import Config
 from .lifespan import Mode
 from .loading import AppLoadError, load_app
 from .server import AppOptions, run_app_server
 
 NAME = "zcopy serve"
-LOOPS = ("asyncio", "uvloop")
 
 
 def options_from(args: argparse.Namespace) -> AppOptions:
@@ -66,14 +66,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
         )
         return daemon.USAGE
     options = options_from(args)
-    if options.loop == "uvloop":
-        try:
-            import uvloop  # noqa: F401
-        except ImportError:
-            daemon.startup_failed(
-                NAME, "--loop uvloop: uvloop is not installed (pip install uvloop)"
-            )
-            return daemon.USAGE
+    try:
+        check_loop(options.loop)
+    except daemon.StartupError as exc:
+        daemon.startup_failed(NAME, str(exc))
+        return exc.status
     try:
         app = load_app(options.spec, app_dir=options.app_dir, factory=options.factory)
     except AppLoadError as exc:

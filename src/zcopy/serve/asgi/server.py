@@ -12,7 +12,6 @@ after the last connection.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import socket
 import traceback
@@ -23,6 +22,7 @@ from typing import Any
 from .. import headers
 from ..conn import Conn
 from ..log import error
+from ..loops import run_loop
 from ..parser import MAX_DISCARD, Request
 from ..server import Config, Server
 from .channel import ClientDisconnected, Exchange, FileShrank
@@ -220,11 +220,5 @@ def run_app_server(
     1
     """
     server = AsgiServer(config, listener, app, options, on_ready)
-    if options.loop == "uvloop":
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(server.serve())
-    else:
-        asyncio.run(server.serve())
+    run_loop(server.serve(), options.loop)
     return 1 if server.failed else 0
