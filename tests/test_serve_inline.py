@@ -18,6 +18,7 @@ import gzip
 import os
 import random
 import re
+import select
 import signal
 import socket
 import struct
@@ -727,3 +728,27 @@ def _closed(sock: socket.socket) -> bool:
         return True
     finally:
         sock.settimeout(10)
+
+
+def test_expect_100_continue_after_inline_answers_comes_in_order(site: Path) -> None:
+    """A GET with Expect: 100-continue and its body held back, pipelined behind a request the
+    inline path answers: the inline answer, then 100 Continue, and only after the body
+    the final answer."""
+    with ServeProc(site) as proc, proc.connect() as s:
+        w = Wire(s)
+        etag = get(proc.port, "/c5.bin").headers["etag"]
+        waits = request_bytes("/c5.bin", "Expect: 100-continue", "Content-Length: 3")
+        for before, status in (
+            (request_bytes("/c5.bin", f"If-None-Match: {etag}"), 304),
+            (request_bytes("/c5.bin"), 200),
+        ):
+            time.sleep(0.02)
+            s.sendall(before + waits)
+            assert w.reply(head=status == 304).status == status
+            assert w.exactly(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            time.sleep(0.05)
+            readable, _, _ = select.select([s], [], [], 0)
+            assert not w.buf and not readable, "an answer (or a close) before the body came"
+            s.sendall(b"abc")
+            r = w.reply()
+            assert r.status == 200 and r.body == (site / "c5.bin").read_bytes()
