@@ -752,3 +752,26 @@ def test_expect_100_continue_after_inline_answers_comes_in_order(site: Path) -> 
             s.sendall(b"abc")
             r = w.reply()
             assert r.status == 200 and r.body == (site / "c5.bin").read_bytes()
+
+
+def test_sigterm_with_an_inline_answer_half_sent_finishes_it(site: Path) -> None:
+    """A client that does not read has an inline answer half sent (the task holds its rest)
+    when SIGTERM comes: that answer completes, whole, before the close; exit 0."""
+    mid = (site / "mid.bin").read_bytes()
+    with ServeProc(site) as proc, small_rcvbuf(proc.port) as s:
+        w = Wire(s)
+        s.sendall(request_bytes("/mid.bin"))
+        assert w.reply().body == mid
+        for _ in range(40):  # 8 MB, more than both socket buffers: one answer is left half sent
+            time.sleep(0.002)
+            s.sendall(request_bytes("/mid.bin"))
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGTERM)
+        time.sleep(0.2)
+        whole = 0
+        while not w.at_eof():
+            assert w.reply().body == mid, "a cut body"
+            whole += 1
+        assert 1 <= whole < 40, f"{whole} answers: none was in flight at SIGTERM"
+        s.close()  # the server lingers until the client closes
+        assert proc.proc.wait(30) == 0
