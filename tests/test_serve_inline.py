@@ -775,3 +775,82 @@ def test_sigterm_with_an_inline_answer_half_sent_finishes_it(site: Path) -> None
         assert 1 <= whole < 40, f"{whole} answers: none was in flight at SIGTERM"
         s.close()  # the server lingers until the client closes
         assert proc.proc.wait(30) == 0
+
+
+def test_a_swapped_symlink_never_serves_outside_the_root(
+    site: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``link.bin`` flips between a file in the root and one outside it while a connection
+    asks for it over and over (inline, from the open-file cache, and by the task when the
+    cache expires): never a byte of the outside file."""
+    outside = tmp_path_factory.mktemp("outside") / "secret.bin"
+    outside.write_bytes(b"SECRET" * 1000)
+    inside = (site / "c0.bin").read_bytes()
+    link = site / "link.bin"
+    link.symlink_to(site / "c0.bin")
+    stop = threading.Event()
+
+    def flip() -> None:
+        targets = [outside, site / "c0.bin"]
+        i = 0
+        while not stop.is_set():
+            tmp = site / ".link.tmp"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(targets[i % 2])
+            os.rename(tmp, link)
+            i += 1
+            time.sleep(0.003)
+
+    with ServeProc(site) as proc, proc.connect() as s:
+        w = Wire(s)
+        flipper = threading.Thread(target=flip)
+        flipper.start()
+        statuses = set()
+        try:
+            end = time.monotonic() + 2.5  # the open-file cache expires twice at least
+            while time.monotonic() < end:
+                s.sendall(request_bytes("/link.bin") * 3)
+                for _ in range(3):
+                    r = w.reply()
+                    assert b"SECRET" not in r.body
+                    assert (r.status, r.body) == (200, inside) or r.status == 404, r.status
+                    statuses.add(r.status)
+                time.sleep(0.01)
+        finally:
+            stop.set()
+            flipper.join(10)
+        assert statuses == {200, 404}
+
+
+def test_open_file_cache_churn_keeps_answers_right_and_fds_bounded(tmp_path: Path) -> None:
+    """600 files (the open-file cache holds 512) asked for in pipelined batches on three
+    connections at once, twice over: handles are evicted under the inline path's feet; every
+    answer is its file's, and once the cache's second is over no file stays open."""
+    files = {f"/f{i}.bin": tagged(f"<file {i}>", 100 + 37 * i, i) for i in range(600)}
+    for name, body in files.items():
+        (tmp_path / name[1:]).write_bytes(body)
+    errors: list[str] = []
+
+    def client(port: int, k: int) -> None:
+        names = list(files)
+        random.Random(k).shuffle(names)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+                w = Wire(s)
+                for i in range(0, 2 * len(names), 20):
+                    batch = (names * 2)[i : i + 20]
+                    s.sendall(b"".join(request_bytes(n) for n in batch))
+                    for n in batch:
+                        assert w.reply().body == files[n], f"connection {k}: {n}"
+        except BaseException as exc:
+            errors.append(repr(exc))
+
+    with ServeProc(tmp_path, "--max-requests", "5000") as proc:
+        threads = [threading.Thread(target=client, args=(proc.port, k)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        assert sum(t.endswith(".bin") for t in proc.fds()) <= 512
+        wait_for(lambda: not any(t.endswith(".bin") for t in proc.fds()), what="every file closed")
