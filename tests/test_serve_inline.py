@@ -328,7 +328,7 @@ def test_clients_that_reset_mid_answer_leave_no_fd_behind(site: Path) -> None:
         wait_for(lambda: fds_on(proc, "c0.bin") == 0, what="the warm-up file closed")
         sockets_before = socket_fds(proc)
         rnd = random.Random(7)
-        for _ in range(10):
+        for _ in range(6):
             s = small_rcvbuf(proc.port)
             w = Wire(s)
             s.sendall(request_bytes("/mid.bin"))
@@ -404,7 +404,7 @@ def test_a_file_renamed_over_is_served_whole_old_or_whole_new(site: Path) -> Non
             s.sendall(request_bytes("/c3.bin"))
             assert w.reply().body == old
         versions = {old}
-        for v in range(4):
+        for v in range(3):
             new = tagged(f"<version {v}>", 900 + 2111 * v, v)
             tmp = site / f".c3.{v}"
             tmp.write_bytes(new)
@@ -415,7 +415,7 @@ def test_a_file_renamed_over_is_served_whole_old_or_whole_new(site: Path) -> Non
                 r = w.reply()
                 assert r.body in versions and int(r.fields["content-length"]) == len(r.body)
                 time.sleep(0.02)
-        time.sleep(1.3)  # past the open-file cache's second
+        time.sleep(1.1)  # past the open-file cache's second
         s.sendall(request_bytes("/c3.bin") * 2)
         assert w.reply().body == new and w.reply().body == new
 
@@ -451,7 +451,7 @@ def test_racing_writers_never_pad_or_leak_into_the_next_answer(site: Path) -> No
     with ServeProc(site) as proc:
         mutator.start()
         try:
-            deadline = time.monotonic() + 1.2
+            deadline = time.monotonic() + 0.8
             while time.monotonic() < deadline:
                 with proc.connect() as s:
                     w = Wire(s)
@@ -473,7 +473,7 @@ def test_racing_writers_never_pad_or_leak_into_the_next_answer(site: Path) -> No
         finally:
             stop.set()
             mutator.join(10)
-        assert answers > 60
+        assert answers > 40
         assert "internal error" not in proc.stderr()
 
 
@@ -524,12 +524,12 @@ def test_a_file_shrinking_under_a_half_sent_inline_answer_ends_the_connection(
 
 
 def test_the_date_stays_current_across_second_boundaries(site: Path) -> None:
-    """The cached head is rebuilt when the second changes: over 2.1 s of repeated
+    """The cached head is rebuilt when the second changes: over 1.1 s of repeated
     inline answers on one connection, every Date is the second it was sent in."""
     with ServeProc(site) as proc, proc.connect() as s:
         w = Wire(s)
         seen = set()
-        end = time.time() + 2.1  # whatever the phase: three seconds, two boundaries
+        end = time.time() + 1.1  # whatever the phase: two seconds, a boundary between
         while time.time() < end:
             before = int(time.time())
             s.sendall(request_bytes("/c0.bin"))
@@ -539,7 +539,7 @@ def test_the_date_stays_current_across_second_boundaries(site: Path) -> None:
             assert before <= date <= after, (before, r.fields["date"], after)
             seen.add(date)
             time.sleep(0.05)
-        assert len(seen) >= 3
+        assert len(seen) >= 2
 
 
 def test_max_requests_and_fairness_under_many_pipelining_connections(site: Path) -> None:
@@ -807,7 +807,7 @@ def test_a_swapped_symlink_never_serves_outside_the_root(
         flipper.start()
         statuses = set()
         try:
-            end = time.monotonic() + 2.5  # the open-file cache expires twice at least
+            end = time.monotonic() + 1.5  # the open-file cache expires at least once
             while time.monotonic() < end:
                 s.sendall(request_bytes("/link.bin") * 3)
                 for _ in range(3):
