@@ -270,8 +270,6 @@ def test_pipelined_mixed_floods_come_back_complete_in_order_byte_exact(
 ) -> None:
     """Six connections at once, each sending 160 mixed requests in pipelined batches cut at
     random places."""
-    if args[:2] == ("--loop", "uvloop"):
-        pytest.importorskip("uvloop")
     with ServeProc(site, *args) as proc:
         run_flood(proc.port, site, 160, seed=len(args))
         assert proc.stop() == 0
@@ -285,8 +283,6 @@ def test_a_client_that_stops_reading_then_resumes_gets_every_byte_in_order(
     """Pipelined 200 KiB answers fill both socket buffers mid-answer; the client sleeps, then
     reads: each rest follows its head, and the next answer never cuts into it; the access
     log counts every body whole."""
-    if loop == "uvloop":
-        pytest.importorskip("uvloop")
     own = (site / "c1.bin").read_bytes()
     mid = (site / "mid.bin").read_bytes()
     asks = [
@@ -618,8 +614,8 @@ def batches_until_closed(
                     return n
 
 
-def sigterm_mid_flood(site: Path, round_: int) -> None:
-    with ServeProc(site) as proc:
+def sigterm_mid_flood(site: Path, round_: int, args: tuple[str, ...]) -> None:
+    with ServeProc(site, *args) as proc:
         errors: list[str] = []
         counts: list[int] = []
         started = threading.Barrier(CONNS + 1)
@@ -644,11 +640,16 @@ def sigterm_mid_flood(site: Path, round_: int) -> None:
         assert "internal error" not in proc.stderr()
 
 
-def test_sigterm_during_a_pipelined_flood_completes_or_closes_cleanly(site: Path) -> None:
+@pytest.mark.parametrize(
+    "args", [(), ("--workers", "2", "--loop", "uvloop")], ids=["asyncio", "uvloop-workers2"]
+)
+def test_sigterm_during_a_pipelined_flood_completes_or_closes_cleanly(
+    site: Path, args: tuple[str, ...]
+) -> None:
     """SIGTERM while six connections send mixed batches: each stream is whole responses,
     then EOF (never a cut body, never a reset), and the server exits 0."""
-    for round_ in range(2):
-        sigterm_mid_flood(site, round_)
+    for round_ in range(2 if not args else 1):
+        sigterm_mid_flood(site, round_, args)
 
 
 def test_inline_heads_are_the_tasks_heads_to_the_byte(site: Path) -> None:
