@@ -8,6 +8,7 @@ is the oracle; both must also give the value the case calls for.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import random
@@ -155,6 +156,7 @@ def test_an_r_plus_b_source_that_another_handle_writes(tmp_path: Path, pair: Pai
     assert on_both_paths(own_unflushed_write, pair) == (2985, 3000, pattern(3000)[15:])
 
 
+@pytest.mark.filterwarnings("ignore::zcopy.FastPathWarning")  # /proc/self/cmdline: user space
 @pytest.mark.parametrize(
     "path", ["/proc/version", "/proc/self/cmdline", "/sys/devices/system/cpu/online"]
 )
@@ -202,6 +204,48 @@ def test_sections_and_counts_past_the_end(tmp_path: Path, pair: Pair) -> None:
                 os.close(fd)
 
     assert on_both_paths(past, pair) == (0, 0, 10, 0, 1, 7, 0, 0, 9000, data[4990:] + data[4999:])
+
+
+def test_acopy_of_a_read_ahead_reader_and_of_sections_past_the_end(
+    tmp_path: Path, pair: Pair
+) -> None:
+    """The same odd sources through acopy (a non-blocking socket: its direct attempt)."""
+    path = tmp_path / "f"
+    data = pattern(9000)
+    path.write_bytes(data)
+
+    async def copies(out: socket.socket) -> Outcome:
+        with open(path, "rb") as f:
+            f.read(5)
+            n = await zcopy.acopy(out, f)
+            at_end = f.tell()
+            f.seek(8990)
+            counted = await zcopy.acopy(out, f, 100)
+            return (
+                n,
+                at_end,
+                counted,
+                f.tell(),
+                await zcopy.acopy(out, zcopy.section(f, 20_000, 10)),
+                await zcopy.acopy(out, zcopy.section(f, 8999, 10)),
+            )
+
+    def case(out: socket.socket) -> Outcome:
+        out.setblocking(False)
+        try:
+            return asyncio.run(copies(out))
+        finally:
+            out.settimeout(10)
+
+    assert on_both_paths(case, pair) == (
+        8995,
+        9000,
+        10,
+        9000,
+        0,
+        1,
+        data[5:] + data[8990:] + data[8999:],
+    )
 
 
 def test_a_file_resized_by_another_thread_while_copied_to_eof(tmp_path: Path, pair: Pair) -> None:
