@@ -855,3 +855,21 @@ def test_open_file_cache_churn_keeps_answers_right_and_fds_bounded(tmp_path: Pat
         assert not errors, errors
         assert sum(t.endswith(".bin") for t in proc.fds()) <= 512
         wait_for(lambda: not any(t.endswith(".bin") for t in proc.fds()), what="every file closed")
+
+
+def test_a_half_closed_client_gets_every_pipelined_answer(site: Path) -> None:
+    """Requests, then FIN at once (SHUT_WR), from a client that reads slowly: the inline
+    answers, the rest the task finishes, and the ones after it all arrive before the close."""
+    mid, own = (site / "mid.bin").read_bytes(), (site / "c1.bin").read_bytes()
+    with ServeProc(site) as proc:
+        get(proc.port, "/mid.bin")
+        get(proc.port, "/c1.bin")  # known targets: the first answers are inline
+        for _ in range(3):
+            with small_rcvbuf(proc.port) as s:
+                w = Wire(s)
+                s.sendall((request_bytes("/mid.bin") + request_bytes("/c1.bin")) * 15)
+                s.shutdown(socket.SHUT_WR)
+                time.sleep(0.2)
+                for _ in range(15):
+                    assert w.reply().body == mid and w.reply().body == own
+                assert w.at_eof()
