@@ -326,12 +326,6 @@ def test_a_fresh_file_object_over_a_closed_fd_is_refused(tmp_path: Path, pair: P
         assert info.value.bytes_copied == 0  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the classification cache skips the fstat, then f.tell() raises a raw "
-    "OSError(EBADF) where a fresh file object gets the documented ValueError "
-    "(_direct.py Shot.attempt: `self.start = start = f.tell()` is not guarded)",
-)
 def test_a_remembered_file_object_over_a_closed_fd_is_refused_the_same(
     tmp_path: Path, pair: Pair
 ) -> None:
@@ -342,13 +336,6 @@ def test_a_remembered_file_object_over_a_closed_fd_is_refused_the_same(
         assert info.value.bytes_copied == 0  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a cached 'regular file' verdict is applied to the pipe or socket that took "
-    "the fd number: f.tell() raises OSError(ESPIPE), where the full path (and a fresh "
-    "object) copies the pipe's bytes (_direct.py Shot.attempt, the `_files.get(_ref(f)) "
-    "!= fd` shortcut, then the unguarded f.tell())",
-)
 @pytest.mark.parametrize("kind", ["pipe", "socket"])
 def test_an_fd_number_taken_by_a_pipe_or_socket_is_classified_again(
     tmp_path: Path, pair: Pair, kind: str

@@ -120,8 +120,16 @@ class Shot(list[int]):
                 return NOT_DIRECT
         rewind = advance = False  # the position to put back on failure, to move on success
         if owner is not None:
+            try:
+                start = f.tell()
+            except OSError:
+                # Its fd was closed, or its number taken by a pipe or socket, behind the
+                # object's back: the remembered verdict is void. The full path classifies
+                # afresh and answers as it would for a new object.
+                _files.pop(_ref(f), None)
+                return NOT_DIRECT
             # From here on the position is the owner's to restore (see abort()).
-            self.start = start = f.tell()
+            self.start = start
             self.owner = f
             if count is None:
                 # The size, and the position a finished copy leaves: one lseek through the
