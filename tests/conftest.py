@@ -131,6 +131,18 @@ def tcp_pair() -> tuple[socket.socket, socket.socket]:
 
 
 @pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(out, peer): a TCP pair on 127.0.0.1 for copies, both ends with a 10 s timeout so a
+    test that reads what it expects never hangs (a module may define its own ``pair``)."""
+    with socket.create_server(("127.0.0.1", 0)) as lst:
+        out = socket.create_connection(lst.getsockname(), timeout=10)
+        peer, _ = lst.accept()
+    peer.settimeout(10)
+    with out, peer:
+        yield out, peer
+
+
+@pytest.fixture
 def tcp() -> Iterator[tuple[socket.socket, socket.socket]]:
     a, b = tcp_pair()
     try:

@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,16 +27,6 @@ from zcopy import _direct, _stats
 from zcopy._stats import CopyEvent
 
 KIB = 1 << 10
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    with socket.create_server(("127.0.0.1", 0)) as lst:
-        out = socket.create_connection(lst.getsockname(), timeout=10)
-        peer, _ = lst.accept()
-    peer.settimeout(10)
-    with out, peer:
-        yield out, peer
 
 
 def _read_exactly(sock: socket.socket, n: int) -> bytes:

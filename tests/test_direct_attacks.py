@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,16 +27,6 @@ from zcopy._stats import CopyEvent
 
 KIB = 1 << 10
 Pair = tuple[socket.socket, socket.socket]
-
-
-@pytest.fixture
-def pair() -> Iterator[Pair]:
-    with socket.create_server(("127.0.0.1", 0)) as lst:
-        out = socket.create_connection(lst.getsockname(), timeout=10)
-        peer, _ = lst.accept()
-    peer.settimeout(10)
-    with out, peer:
-        yield out, peer
 
 
 def drain(peer: socket.socket) -> bytes:
