@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import re
 import signal
@@ -691,6 +692,46 @@ def test_workers(big_site: Path) -> None:
 
 
 # --- the outside witness -----------------------------------------------------------------
+
+
+def test_strace_sees_the_inline_path_answer_within_the_readiness_callback(
+    tmp_path: Path,
+) -> None:
+    """From outside: a plain keep-alive GET of a known small file costs one epoll_wait, one
+    recvfrom, the head's sendto with MSG_MORE and one sendfile, in that order and nothing
+    else on the connection: answered in the callback the readiness woke (the task path adds
+    a second loop turn and an EAGAIN recvfrom), with the body never read by the server."""
+    from zcopy.tools import strace
+
+    require_strace()
+    body = os.urandom(4096)
+    (tmp_path / "small.bin").write_bytes(body)
+    out = tmp_path / "strace.out"
+    with ServeProc(
+        tmp_path, prefix=strace.command(str(out), (*strace.DATA_SYSCALLS, "epoll_wait"))
+    ) as proc, proc.connect() as s, s.makefile("rb") as f:
+        for _ in range(8):
+            s.sendall(request_bytes("/small.bin"))
+            r = read_response(f)
+            assert (r.status, r.body) == (200, body)
+            time.sleep(0.02)  # one request at a time: each wakes the loop on its own
+        assert proc.stop() == 0
+    calls = strace.parse_lines(out.read_text().splitlines())
+    conn = [c for c in calls if any("TCP:" in w and "->" in w for _, w in c.fds)]
+    assert not [c for c in calls if c.name in ("read", "pread64") and
+                any(w.endswith("small.bin") for _, w in c.fds)], "the body went through user space"
+    ends = [i for i, c in enumerate(calls) if c.name == "sendfile" and c.ok]
+    assert len(ends) == 8 and all(calls[i].ret == 4096 for i in ends)
+    # The first request is the task's (its target was new): after answering, the task's
+    # recvfrom meets EAGAIN before it waits. Requests 2-8 are answered inline.
+    inline = ["epoll_wait", "recvfrom", "sendto", "sendfile"]
+    for k, (prev, end) in enumerate(itertools.pairwise(ends)):
+        between = [c.name for c in calls[prev + 1 : end + 1]
+                   if c.name == "epoll_wait" or c in conn]
+        assert between == (["recvfrom", *inline] if k == 0 else inline), (k, between)
+        head = calls[end - 1] if calls[end - 1].name == "sendto" else None
+        assert head is not None and "MSG_MORE" in head.args
+    assert conn
 
 
 def test_strace_bodies_use_sendfile_and_never_read_the_file(tmp_path: Path) -> None:
