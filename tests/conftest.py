@@ -259,6 +259,24 @@ def strace_proof() -> None:
     require_strace()
 
 
+# For run_traced snippets: ``a`` is a TCP socket whose peer ``b`` a thread drains; after
+# ``a.shutdown(socket.SHUT_WR); t.join()``, ``got[0]`` is the bytes the peer received.
+# (No braces: snippets that use it are ``str.format`` templates.)
+DRAINED_TCP = """
+import socket, threading, zcopy
+server = socket.create_server(("127.0.0.1", 0))
+a = socket.create_connection(server.getsockname())
+b, _ = server.accept()
+got = []
+def drain():
+    n = 0
+    while chunk := b.recv(1 << 20):
+        n += len(chunk)
+    got.append(n)
+t = threading.Thread(target=drain); t.start()
+"""
+
+
 def run_traced(code: str, tmp_path: Path, *, timeout: float = 240) -> list[strace.Call]:
     """Run a Python snippet under strace and return the data-path syscalls it made.
 

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from conftest import calls_on, run_traced
+from conftest import DRAINED_TCP, calls_on, run_traced
 
 import zcopy
 from zcopy import _direct, _stats
@@ -280,18 +280,7 @@ def test_acopy_short_call_hands_over(
     assert (route.calls, route.bytes) == (1, len(data))
 
 
-_SMALL_COPIES = """
-import socket, threading, zcopy
-server = socket.create_server(("127.0.0.1", 0))
-a = socket.create_connection(server.getsockname())
-b, _ = server.accept()
-got = []
-def drain():
-    n = 0
-    while chunk := b.recv(1 << 20):
-        n += len(chunk)
-    got.append(n)
-t = threading.Thread(target=drain); t.start()
+_SMALL_COPIES = DRAINED_TCP + """
 total = 0
 for _ in range({copies}):
     with open({path!r}, "rb") as f:

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import calls_on, run_traced
+from conftest import DRAINED_TCP, calls_on, run_traced
 
 import zcopy
 from zcopy.tools.strace import Call
@@ -33,20 +33,9 @@ def big_file(tmp_path: Path) -> Path:
     return path
 
 
-_FILE_TO_TCP = """
-import socket, threading, zcopy
+_FILE_TO_TCP = DRAINED_TCP + """
 PATH = {path!r}
 {wrapper}
-server = socket.create_server(("127.0.0.1", 0))
-a = socket.create_connection(server.getsockname())
-b, _ = server.accept()
-got = []
-def drain():
-    n = 0
-    while chunk := b.recv(1 << 20):
-        n += len(chunk)
-    got.append(n)
-t = threading.Thread(target=drain); t.start()
 with open(PATH, "rb") as f:
     n = zcopy.copy(a, wrap(f))
 a.shutdown(socket.SHUT_WR); t.join()
