@@ -93,12 +93,34 @@ LAYERS = (
     ("--app: FileResponse under Starlette (the range app)", False, f"/z/{BIG}"),
 )
 LAYER_RANGE = 100
+BASELINE = " [baseline]"  # suffix of the servers run from --baseline TREE
+SOURCES: dict[str, Path] = {}  # server name -> the src/ it runs from, when not this checkout's
 
 
 def _has(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def baseline_copies(found: list[Server | str], tree: Path | None) -> list[Server | str]:
+    """With ``--baseline TREE``: each zcopy server again, run from ``TREE/src``, right after it.
+
+    An A/B in one run: before and after a change share the repeats, the machine's
+    load and the files, and their ratio is paired within each repeat.
+    """
+    if tree is None:
+        return found
+    out: list[Server | str] = []
+    for s in found:
+        out.append(s)
+        if isinstance(s, Server) and s.name.startswith("zcopy"):
+            p = free_port()
+            argv = [str(p) if a == str(s.port) else a for a in s.argv]
+            twin = Server(s.name + BASELINE, argv, p, note=f"{s.note}; from {tree}/src")
+            SOURCES[twin.name] = tree / "src"
+            out.append(twin)
+    return out
 
 
 def servers(root: Path) -> Iterator[Server | str]:
@@ -146,7 +168,8 @@ def servers(root: Path) -> Iterator[Server | str]:
 
 
 def start(server: Server, tmp: Path, root: Path, cpu: int | None) -> None:
-    env = dict(os.environ, PYTHONPATH=f"{SRC}:{HERE}", PYTHONUNBUFFERED="1",
+    env = dict(os.environ, PYTHONPATH=f"{SOURCES.get(server.name, SRC)}:{HERE}",
+               PYTHONUNBUFFERED="1",
                ZCOPY_BENCH_ROOT=str(root))
     server.log = tmp / f"{re.sub(r'[^A-Za-z0-9]+', '_', server.name)}.log"
     pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
@@ -178,7 +201,7 @@ def range_cpu(s: Server, size: int, count: int) -> tuple[float, float]:
     server answers the same requests itself. Keep-alive, as a player seeking in
     a video does: the figure is the cost of ranged responses, not of connections.
     """
-    path = f"/{BIG}" if s.name == STATIC else f"/z/{BIG}"
+    path = f"/{BIG}" if s.name.startswith(STATIC) else f"/z/{BIG}"
     rng = random.Random(7)
     blocks = size // MIB
     buf = bytearray(MIB)
@@ -224,29 +247,41 @@ def per_request_cpu(s: Server, path: str, count: int, first: int) -> float:
     return ((r1 - r0) if r1 and r0 else (t_1 - t_0)) / count * 1e6
 
 
-def measure_layers(root: Path, tmp: Path, reps: int, count: int) -> dict[str, Any]:
-    """``LAYERS``: the static server and ``zcopy serve --app`` on the layers app, alternated."""
+def measure_layers(root: Path, tmp: Path, reps: int, count: int,
+                   baseline: Path | None = None) -> dict[str, Any]:
+    """``LAYERS``: the static server and ``zcopy serve --app`` on the layers app, alternated.
+
+    With ``baseline``, every layer again on servers run from ``baseline/src``.
+    """
     py = sys.executable
-    p, q = free_port(), free_port()
-    static = Server(STATIC, [py, "-m", "zcopy.serve", str(root), "--no-access-log",
-                             "--port", str(p)], p)
-    app = Server("zcopy serve --app (layers)",
-                 [py, "-m", "zcopy.serve", "--app", LAYERS_APP, "--app-dir", str(HERE),
-                  "--no-access-log", "--port", str(q)], q)
-    got: dict[str, list[float]] = {label: [] for label, _, _ in LAYERS}
-    for s in (static, app):
-        start(s, tmp, root, SERVER_CPU if CLIENT_CPU >= 0 else None)
+    pairs: list[tuple[str, Server, Server]] = []
+    for suffix in ("", BASELINE) if baseline is not None else ("",):
+        p, q = free_port(), free_port()
+        static = Server(STATIC + suffix, [py, "-m", "zcopy.serve", str(root), "--no-access-log",
+                                          "--port", str(p)], p)
+        app = Server("zcopy serve --app (layers)" + suffix,
+                     [py, "-m", "zcopy.serve", "--app", LAYERS_APP, "--app-dir", str(HERE),
+                      "--no-access-log", "--port", str(q)], q)
+        if suffix and baseline is not None:
+            SOURCES[static.name] = SOURCES[app.name] = baseline / "src"
+        pairs.append((suffix, static, app))
+    cases = [(label + suffix, static if is_static else app, path)
+             for suffix, static, app in pairs for label, is_static, path in LAYERS]
+    got: dict[str, list[float]] = {label: [] for label, _, _ in cases}
     try:
+        for _, static, app in pairs:
+            for s in (static, app):
+                start(s, tmp, root, SERVER_CPU if CLIENT_CPU >= 0 else None)
         for i in range(reps):
-            for label, is_static, path in rotated(list(LAYERS), i):
-                s = static if is_static else app
+            for label, s, path in rotated(cases, i):
                 per_request_cpu(s, path, 20, 0)  # warm: imports, caches, the first connection
                 got[label].append(per_request_cpu(s, path, count, 1000 * i))
             print(f"  layers repeat {i + 1}/{reps}: "
                   + ", ".join(f"{v[-1]:.0f}" for v in got.values()) + " us/request", flush=True)
     finally:
-        stop(static)
-        stop(app)
+        for _, static, app in pairs:
+            stop(static)
+            stop(app)
     return {label: {"us_per_request": round(median(v), 1), "spread": spread(v), "runs": v}
             for label, v in got.items()}
 
@@ -293,7 +328,7 @@ def trace_verdict(s: Server, size: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, root: Path, tmp: Path, size: int) -> dict[str, Any]:
-    found = list(servers(root))
+    found = baseline_copies(list(servers(root)), args.baseline)
     live = [s for s in found if isinstance(s, Server)
             and (not args.only or any(o in s.name for o in args.only))]
     skipped = [s for s in found if isinstance(s, str)]
@@ -318,13 +353,13 @@ def run(args: argparse.Namespace, root: Path, tmp: Path, size: int) -> dict[str,
                     got.setdefault("range_gibps", []).append(speed)
                 if shutil.which("wrk"):
                     for key, path in (("rps_file", f"/{SMALL}"), ("rps_hello", "/hello")):
-                        if key not in todo or (s.name == STATIC and key == "rps_hello"):
+                        if key not in todo or (s.name.startswith(STATIC) and key == "rps_hello"):
                             continue
                         one = wrk(s, path, args.conns, args.duration)
                         got.setdefault(key, []).append(one)
-                if i == 0 and "rss" in todo and s.name != STATIC:
+                if i == 0 and "rss" in todo and not s.name.startswith(STATIC):
                     got["rss"] = [measure_rss([s], args.clients, args.rss_seconds)["rows"][0]]
-                if i == 0 and "trace" in todo and s.name != STATIC:
+                if i == 0 and "trace" in todo and not s.name.startswith(STATIC):
                     got["trace"] = [trace_verdict(s, size)]
             finally:
                 stop(s)
@@ -336,7 +371,7 @@ def run(args: argparse.Namespace, root: Path, tmp: Path, size: int) -> dict[str,
     out = {"servers": [{"name": s.name, "note": s.note, "argv": _portable(s.argv)} for s in live],
            "skipped": skipped, "samples": samples}
     if "layers" in todo:
-        out["layers"] = measure_layers(root, tmp, args.reps, args.layer_requests)
+        out["layers"] = measure_layers(root, tmp, args.reps, args.layer_requests, args.baseline)
     return out
 
 
@@ -386,6 +421,15 @@ def summarise(res: dict[str, Any]) -> None:
         "rps_hello_vs_uvicorn_uvloop": _ratio(samples, ZCOPY_UV, UVICORN_UV, "rps_hello", rps),
         "rps_hello_vs_granian": _ratio(samples, ZCOPY_UV, GRANIAN, "rps_hello", rps),
     }
+    if any(name.endswith(BASELINE) for name in samples):  # --baseline: the same, before
+        b = BASELINE
+        res["goals"].update({
+            "range_vs_static" + b: _ratio(samples, ZCOPY + b, STATIC + b, "range"),
+            "file_vs_static" + b: _ratio(samples, ZCOPY + b, STATIC + b, "file"),
+            "range: after / before": _ratio(samples, ZCOPY, ZCOPY + b, "range"),
+            "static range: after / before": _ratio(samples, STATIC, STATIC + b, "range"),
+            "hello req/s: after / before": _ratio(samples, ZCOPY, ZCOPY + b, "rps_hello", rps),
+        })
 
 
 def table(res: dict[str, Any]) -> str:
@@ -449,8 +493,12 @@ def main() -> int:
                     help="only this measurement (repeatable; default all)")
     ap.add_argument("--no-rss", action="store_true")
     ap.add_argument("--no-trace", action="store_true")
+    ap.add_argument("--baseline", type=Path, metavar="TREE",
+                    help="also run the zcopy servers from TREE/src (e.g. a `git archive` of "
+                         "the commit before a change), interleaved: an A/B in one run")
     args = ap.parse_args()
     q = args.quick
+    args.baseline = args.baseline.resolve() if args.baseline else None
     size = args.size or (16 * MIB if q else 512 * MIB)
     args.reps = args.reps or (1 if q else 3)
     args.per_rep = args.per_rep or (1 if q else 2)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from zcopy.asgi import Delivery, FileResponse, FileShrank
 from zcopy.asgi.delivery import CHUNK, choose, deliver, read_chunk
+from zcopy.asgi.opened import FILES
 from zcopy.asgi.types import PATHSEND, ZEROCOPYSEND, Message
 from zcopy.serve.plan import Plan
 from zcopy.serve.ranges import ByteRange
@@ -90,7 +91,11 @@ def test_zerocopysend_parts_name_offsets_and_counts(blob: tuple[Path, bytes]) ->
     sends = [m for m in got.messages if m["type"] == ZEROCOPYSEND]
     assert [(m["offset"], m["count"]) for m in sends] == [(0, 10), (200000, 10)]
     assert sends[0]["file"] is sends[1]["file"]  # one open file for every part
-    assert sends[0]["file"].closed  # and closed once the response is done
+    again = run_app(FileResponse(path), headers={"range": MULTI}, extensions=BOTH)
+    kept = [m["file"] for m in again.messages if m["type"] == ZEROCOPYSEND]
+    assert kept[0] is sends[0]["file"] and not kept[0].closed  # kept for the next request
+    FILES.clear()
+    assert kept[0].closed  # and closed once the cache lets go of it (no response holds it)
 
 
 def test_head_sends_no_file_whatever_is_offered(blob: tuple[Path, bytes]) -> None:

@@ -5,26 +5,26 @@ preconditions, If-Range, one Range (206) or several (``multipart/byteranges``),
 416, HEAD, and ``Content-Disposition`` for a download name. The decisions are
 ``serve.plan.plan_file``'s, the very code static serving runs; the sending is
 ``delivery.deliver``'s: zerocopysend per part, pathsend for a whole file, or a
-read loop on servers with neither (uvicorn).
+read loop on servers with neither (uvicorn). The file stays open between
+requests (``opened.FILES``), revalidated by a stat of its path each time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import os
-import stat
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..serve.files import Refused, open_under
+from ..serve.files import Refused
 from ..serve.headers import file_content_type, make_etag
 from ..serve.plan import Plan, Representation, error_page, plan_file
 from .compat import ResponseBase
 from .delivery import Delivery, deliver
 from .disposition import content_disposition
 from .facts import method, request_fields
+from .opened import FILES
 from .types import Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -41,20 +41,6 @@ PLANNED = frozenset(
         b"accept-ranges",
     }
 )
-
-
-def open_file(path: str) -> tuple[io.FileIO, os.stat_result]:
-    """Open a regular file for reading (never blocking on a FIFO); raise ``Refused``.
-
-    >>> f, st = open_file(__file__); f.close(); st.st_size > 0
-    True
-    """
-    # The app chose this path: no root to stay under, dotfiles allowed.
-    fd, st = open_under("/", path, follow_symlinks=True, dotfiles=True)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise Refused(404, "not a regular file")
-    return io.FileIO(fd, "rb"), st
 
 
 @functools.lru_cache(maxsize=1024)
@@ -152,12 +138,12 @@ class FileResponse(ResponseBase):
         # Fields added after construction (set_cookie, FastAPI's sub-response) count too.
         extra = [(k, v) for k, v in self.raw_headers if k not in PLANNED]
         try:
-            file, st = open_file(self.path)
+            opened, st = FILES.acquire(self.path)
         except Refused as refused:
             plan = error_page(verb, refused.status)
             self.delivery = await deliver(scope, receive, send, plan, None, self.path, extra)
         else:
-            with file:
+            try:
                 rep = describe(
                     self.filename or self.path,
                     self.media_type,
@@ -167,7 +153,11 @@ class FileResponse(ResponseBase):
                     int(st.st_mtime),
                 )
                 plan = self.plan(verb, request_fields(scope), st.st_size, rep)
-                self.delivery = await deliver(scope, receive, send, plan, file, self.path, extra)
+                self.delivery = await deliver(
+                    scope, receive, send, plan, opened.file, self.path, extra
+                )
+            finally:
+                FILES.release(opened)
         if self.background is not None:
             await self.background()
 

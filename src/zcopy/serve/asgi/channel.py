@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import socket
 import stat
@@ -307,11 +308,17 @@ class Exchange:
         start = os.lseek(fd, 0, os.SEEK_CUR) if offset is None else offset
         if count is None:
             count = max(os.fstat(fd).st_size - start, 0)
-        sent = await self._file(fd, start, count, more=more, name=f"fd {fd}")
+        # A plain FileIO goes to the core as itself: the core classifies a file object
+        # once (an fd number on every send), and an app that keeps its files open
+        # (zcopy.asgi.FileResponse does) hands over the same object each time.
+        source: int | io.FileIO = file if type(file) is io.FileIO else fd
+        sent = await self._file(source, start, count, more=more, name=f"fd {fd}")
         if offset is None:
             os.lseek(fd, start + sent, os.SEEK_SET)
 
-    async def _file(self, fd: int, offset: int, count: int, *, more: bool, name: str) -> int:
+    async def _file(
+        self, fd: int | io.FileIO, offset: int, count: int, *, more: bool, name: str
+    ) -> int:
         """Send ``count`` bytes of ``fd`` from ``offset`` by sendfile, framed; return them."""
         head = self.head
         assert head is not None
@@ -372,7 +379,7 @@ class Exchange:
         conn.sent += n
         await self._wait_io(zcopy.acopy(conn.out, memoryview(data)[n:]))
 
-    async def _sendfile(self, fd: int, offset: int, count: int) -> int:
+    async def _sendfile(self, fd: int | io.FileIO, offset: int, count: int) -> int:
         """``count`` bytes of ``fd`` from ``offset`` by the core's sendfile; fewer: it shrank."""
         sock = self.conn.sock
         cork = count >= CORK_MIN
