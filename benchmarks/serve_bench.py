@@ -505,11 +505,18 @@ def measure_strace(server: Server, tmp: Path, root: Path, size: int) -> dict[str
     data_dir = str(root)
     on_file = [c for c in calls if any(data_dir in w for _, w in c.fds)]
     on_tcp = [c for c in calls if any(w.startswith("TCP") for _, w in c.fds)]
-    sendfile = [c for c in on_file if c.name in ("sendfile", "sendfile64")]
-    reads = [c for c in on_file if c.name in FILE_READS and c.ok and c.ret]
+    on_big = [c for c in on_file if any(w.endswith("/" + BIG) for _, w in c.fds)]
+    on_small = [c for c in on_file if any(w.endswith("/" + SMALL) for _, w in c.fds)]
+    sendfile = [c for c in on_big if c.name in ("sendfile", "sendfile64")]
+    reads = [c for c in on_big if c.name in FILE_READS and c.ok and c.ret]
+    # zcopy serve sends a settled small file's body from a copy it read once (--small-body);
+    # every other server's small bodies are here for comparison only.
+    small_reads = [c for c in on_small if c.name in FILE_READS and c.ok and c.ret]
+    small_sendfile = sum(c.ret or 0 for c in on_small
+                         if c.name in ("sendfile", "sendfile64") and c.ok)
     other_tcp_bytes = sum(c.ret or 0 for c in on_tcp if c.ok and c.name not in (
         "sendfile", "sendfile64", "splice", "recvfrom", "recvmsg", "recv", "read", "readv"))
-    body = sum(expected) + 4096 * 2  # 3 small GETs
+    body = size + length  # the big file's bodies: sendfile, every byte
     by_name = Counter(c.name for c in calls)
     return {
         "requests": {"full": f"GET /{BIG} ({size} bytes)",
@@ -524,6 +531,8 @@ def measure_strace(server: Server, tmp: Path, root: Path, size: int) -> dict[str
         "range_sendfile_from_offset": any(f"[{first}]" in c.args for c in sendfile),
         "file_reads": len(reads),
         "file_read_bytes": sum(c.ret or 0 for c in reads),
+        "small_sendfile_bytes": small_sendfile,
+        "small_file_reads": len(small_reads),
         "non_sendfile_tcp_bytes": other_tcp_bytes,
         "syscalls": dict(by_name.most_common()),
     }
@@ -651,10 +660,13 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     st = res.get("strace", {}).get(ZCOPY)
     if isinstance(st, dict) and "file_reads" in st:
         ok = (st["file_reads"] == 0 and st["sendfile_bytes"] == st["body_bytes_expected"]
-              and st["bodies_ok"])
-        out.append({"target": "strace: all body bytes by sendfile, no reads of the file",
+              and st["bodies_ok"] and st.get("small_file_reads", 0) <= 1)
+        out.append({"target": "strace: all body bytes of the big file by sendfile, no reads of "
+                              "it; the 4 KiB file by sendfile or from one copy",
                     "value": f"{st['sendfile_bytes']}/{st['body_bytes_expected']} bytes by "
-                             f"sendfile, {st['file_reads']} reads", "met": ok})
+                             f"sendfile, {st['file_reads']} reads; 4 KiB file: "
+                             f"{st.get('small_sendfile_bytes', 0)} bytes by sendfile, "
+                             f"{st.get('small_file_reads', 0)} read(s)", "met": ok})
     return out
 
 

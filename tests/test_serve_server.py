@@ -26,7 +26,9 @@ from serve_util import (
 )
 
 from zcopy.serve.conn import Conn
+from zcopy.serve.files import SETTLE
 from zcopy.serve.parser import Request
+from zcopy.serve.server import SMALL_BODY
 from zcopy.tools._proc import alive, children
 
 BIG = 48 * 1024 * 1024
@@ -700,7 +702,9 @@ def test_strace_sees_the_inline_path_answer_within_the_readiness_callback(
     """From outside: a plain keep-alive GET of a known small file costs one epoll_wait, one
     recvfrom, the head's sendto with MSG_MORE and one sendfile, in that order and nothing
     else on the connection: answered in the callback the readiness woke (the task path adds
-    a second loop turn and an EAGAIN recvfrom), with the body never read by the server."""
+    a second loop turn and an EAGAIN recvfrom), with the body never read by the server.
+    (``--small-body 0``: the file may settle while strace starts the server, and a settled
+    small file goes from a copy: the next test.)"""
     from zcopy.tools import strace
 
     require_strace()
@@ -708,7 +712,8 @@ def test_strace_sees_the_inline_path_answer_within_the_readiness_callback(
     (tmp_path / "small.bin").write_bytes(body)
     out = tmp_path / "strace.out"
     with ServeProc(
-        tmp_path, prefix=strace.command(str(out), (*strace.DATA_SYSCALLS, "epoll_wait"))
+        tmp_path, "--small-body", "0",
+        prefix=strace.command(str(out), (*strace.DATA_SYSCALLS, "epoll_wait")),
     ) as proc, proc.connect() as s, s.makefile("rb") as f:
         for _ in range(8):
             s.sendall(request_bytes("/small.bin"))
@@ -732,6 +737,56 @@ def test_strace_sees_the_inline_path_answer_within_the_readiness_callback(
         head = calls[end - 1] if calls[end - 1].name == "sendto" else None
         assert head is not None and "MSG_MORE" in head.args
     assert conn
+
+
+@pytest.mark.parametrize("size", [4096, SMALL_BODY])
+def test_strace_sees_a_settled_small_file_go_with_its_head_in_one_send(
+    tmp_path: Path, size: int
+) -> None:
+    """From outside: once a small file has settled, a kept-alive GET of it is one epoll_wait,
+    one recvfrom and one sendto carrying head and body together (no MSG_MORE, no
+    sendfile); the server read the file once (one pread of size + 1 bytes) for all of them.
+    A file one byte over ``--small-body`` still goes by sendfile."""
+    from zcopy.tools import strace
+
+    require_strace()
+    body = os.urandom(size)
+    (tmp_path / "small.bin").write_bytes(body)
+    (tmp_path / "over.bin").write_bytes(os.urandom(size + 1))
+    time.sleep(SETTLE + 0.1)
+    out = tmp_path / "strace.out"
+    with ServeProc(
+        tmp_path, "--small-body", str(size),
+        prefix=strace.command(str(out), (*strace.DATA_SYSCALLS, "epoll_wait")),
+    ) as proc, proc.connect() as s, s.makefile("rb") as f:
+        for name, want in (("small.bin", body), ("over.bin", None)):
+            for _ in range(6):
+                s.sendall(request_bytes(f"/{name}"))
+                r = read_response(f)
+                assert r.status == 200 and (want is None or r.body == want)
+                time.sleep(0.02)  # one request at a time: each wakes the loop on its own
+        assert proc.stop() == 0
+    calls = strace.parse_lines(out.read_text().splitlines())
+
+    def on(name: str) -> list[strace.Call]:
+        return [c for c in calls if any(w.endswith("/" + name) for _, w in c.fds)]
+
+    # The first request is the task's (its target was new): sendfile, as every body it sends.
+    assert [c.ret for c in on("small.bin") if c.name == "sendfile"] == [size]
+    reads = [c for c in on("small.bin") if c.name in ("read", "pread64", "preadv", "preadv2")]
+    assert [(c.name, c.ret) for c in reads] == [("pread64", size)], reads  # the copy, once
+    on_conn = [any("TCP:" in w and "->" in w for _, w in c.fds) for c in calls]
+    whole = [i for i, c in enumerate(calls)
+             if on_conn[i] and c.name == "sendto" and c.ok and (c.ret or 0) > size]
+    # Requests 2-6 are inline.
+    assert len(whole) == 5 and not [i for i in whole if "MSG_MORE" in calls[i].args], whole
+    for prev, end in itertools.pairwise(whole):
+        between = [calls[i].name for i in range(prev + 1, end + 1)
+                   if calls[i].name == "epoll_wait" or on_conn[i]]
+        assert between == ["epoll_wait", "recvfrom", "sendto"], between
+    over = [c for c in on("over.bin") if c.name == "sendfile" and c.ok]
+    assert len(over) == 6 and all(c.ret == size + 1 for c in over)
+    assert not [c for c in on("over.bin") if c.name in ("read", "pread64")]
 
 
 def test_strace_bodies_use_sendfile_and_never_read_the_file(tmp_path: Path) -> None:

@@ -28,6 +28,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def byte_count(text: str) -> int:
+    """A number of bytes, >= 0.
+
+    >>> byte_count("16384")
+    16384
+    """
+    value = _whole(text, "a number of bytes")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 0")
+    return value
+
+
 def port_number(text: str) -> int:
     """A TCP port, 0 (any free one) to 65535.
 

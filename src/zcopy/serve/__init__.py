@@ -26,9 +26,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import daemon
-from .._cliargs import port_number, positive_int, seconds
+from .._cliargs import byte_count, port_number, positive_int, seconds
 from .log import NAME, STDERR, AccessLog
 from .loops import LOOPS, check_loop, run_loop
+
+SMALL_BODY = 16 * 1024  # server.SMALL_BODY (not imported here: the server module is heavy)
 
 if TYPE_CHECKING:
     from .server import Config
@@ -109,6 +111,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="close a keep-alive connection after N requests (default 1000)",
     )
     parser.add_argument(
+        "--small-body", type=byte_count, default=SMALL_BODY, metavar="BYTES",
+        help="send kept-alive bodies up to BYTES with their head in one send, from a copy "
+        f"verified by fstat (default {SMALL_BODY}; 0: every body by sendfile)",
+    )
+    parser.add_argument(
         "--loop", choices=LOOPS, default="asyncio",
         help="event loop, for static files and apps alike (uvloop must be installed)",
     )
@@ -155,6 +162,7 @@ def config_from(args: argparse.Namespace) -> Config:
         body_timeout=args.body_timeout,
         linger_timeout=args.linger_timeout,
         max_requests=args.max_requests,
+        small_body=args.small_body,
     )
 
 
