@@ -56,6 +56,11 @@ def _error_line(stderr: str) -> str:
         (("--bind", "999.1.1.1", "--port", "0"), 2,
          "zcopy serve: cannot listen on 999.1.1.1:0: '999.1.1.1' is not a valid address or "
          "host name (Name or service not known)"),
+        (("--port", "0", "--small-body", "262145"), 2,
+         "zcopy serve: --small-body 262145: at most 262144 (longer bodies are sent corked, by "
+         "sendfile)"),
+        (("--port", "0", "--small-body", "-1"), 2,
+         "zcopy serve: error: argument --small-body: '-1': must be >= 0"),
         (("--port", "0", "--access-log", "/nonexistent/dir/log"), 1,
          "zcopy serve: --access-log /nonexistent/dir/log: no such file or directory"),
         (("--bind", "192.0.2.1", "--port", "0"), 1,
@@ -221,3 +226,10 @@ def test_port_zero_listens_on_a_free_port(site: Path) -> None:
         ("127.0.0.1", s.port), timeout=5
     ):
         pass
+
+
+def test_the_small_body_limits_match_the_servers() -> None:
+    """serve/__init__.py cannot import the server module (heavy): its copies must agree."""
+    from zcopy.serve import SMALL_BODY, SMALL_BODY_MAX, server
+
+    assert (SMALL_BODY, SMALL_BODY_MAX) == (server.SMALL_BODY, server.CORK_MIN)

@@ -31,6 +31,7 @@ from .log import NAME, STDERR, AccessLog
 from .loops import LOOPS, check_loop, run_loop
 
 SMALL_BODY = 16 * 1024  # server.SMALL_BODY (not imported here: the server module is heavy)
+SMALL_BODY_MAX = 256 * 1024  # server.CORK_MIN: longer bodies are never answered inline
 
 if TYPE_CHECKING:
     from .server import Config
@@ -208,6 +209,12 @@ def _prepare(args: argparse.Namespace, config: Config) -> socket.socket:
     if not os.path.isdir(config.root):
         raise daemon.StartupError(f"{args.directory or '.'} is not a directory", daemon.USAGE)
     check_loop(getattr(args, "loop", "asyncio"))
+    if config.small_body > SMALL_BODY_MAX:
+        raise daemon.StartupError(
+            f"--small-body {config.small_body}: at most {SMALL_BODY_MAX} (longer bodies are "
+            "sent corked, by sendfile)",
+            daemon.USAGE,
+        )
     if config.access_log is not None:
         try:  # each worker opens its own; a path that cannot be opened fails here, once
             AccessLog(config.access_log).close()
