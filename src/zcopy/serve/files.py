@@ -317,7 +317,7 @@ class Handle:
     """
 
     __slots__ = ("body", "body_ctime", "body_ident", "expires", "fd", "file", "meta", "refs",
-                 "whole")
+                 "reply", "reply_head", "whole")
 
     def __init__(self, fd: int, expires: float, regular: bool = True) -> None:
         self.fd = fd
@@ -333,6 +333,10 @@ class Handle:
         self.body: bytes | None = None
         self.body_ident: tuple[int, int, int, int] | None = None
         self.body_ctime = 0
+        # ... and the head + copy last sent, with the head it was built from (a new second or
+        # a new copy makes a new one): one bytes object per second, not one per request.
+        self.reply = b""
+        self.reply_head: bytes | None = None
 
 
 class OpenFiles:

@@ -487,13 +487,18 @@ class Server:
         body = h.body = snapshot(h.fd, st, time.time())
         h.body_ident = meta.ident
         h.body_ctime = st.st_ctime_ns
+        h.reply_head = None
         return body
 
     def _answer_small(
         self, conn: Conn, req: Request, h: Handle, path: str, head: bytes, body: bytes
     ) -> bool | None:
         """The inline 200 of a small file: head and body in one send (``_answer_now``)."""
-        data = head + body
+        if h.reply_head is head:
+            data = h.reply
+        else:
+            data = h.reply = head + body
+            h.reply_head = head
         try:
             n = conn.sock.send(data)
         except OSError:
