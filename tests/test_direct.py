@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -485,3 +486,21 @@ def test_the_classification_cache_forgets_dead_file_objects(
             assert zcopy.copy(out, f) == 16
     assert _read_exactly(peer, 3000 * 16) == data * 3000
     assert len(_direct._files) <= 1024 + 1  # swept when it reached 1024 (all but the newest dead)
+
+
+def test_the_stats_log_keeps_no_file_object_alive(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """A logged copy stays in the stats log until folded; the file it copied from must not:
+    ``copy(sock, open(path, "rb"))`` closes the file when the call's last reference goes."""
+    out, peer = pair
+    path, data = _file(tmp_path, 1000)
+    zcopy.reset_stats()
+    f = open(path, "rb")  # noqa: SIM115 (closed by its last reference going, the point)
+    gone = weakref.ref(f)
+    assert zcopy.copy(out, f) == 1000
+    assert len(_stats.one_call["sendfile"]) == 1  # logged, not folded yet
+    del f
+    assert gone() is None
+    assert _read_exactly(peer, 1000) == data
+    assert zcopy.stats().routes["sendfile"].calls == 1

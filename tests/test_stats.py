@@ -162,3 +162,28 @@ def test_direct_copies_are_counted_exactly_without_a_lock() -> None:
     assert (route.calls, route.syscalls) == (threads * rounds, threads * rounds)
     assert route.bytes == rounds * sum(1 + i for i in range(threads))
     assert seen == sorted(seen) and len(seen) > 1  # totals only ever grow
+
+
+@pytest.mark.parametrize(
+    ("then", "counted"),
+    [
+        ("never logged", 1),  # the raise came before the append: abort() records it
+        ("in the log", 1),  # logged, not folded yet: the fold counts it, abort() must not
+        ("folded", 1),  # logged, then folded by another thread before abort() looked
+        ("reset", 0),  # logged, then reset away: nothing counts it any more
+    ],
+)
+def test_a_copy_cut_off_around_its_logging_is_counted_once(then: str, counted: int) -> None:
+    """``record_unless_logged`` (abort()'s stats) against each state a logged copy can be
+    in when a signal handler's raise reaches abort()."""
+    copy = [700]
+    if then != "never logged":
+        _stats.one_call["sendfile"].append(copy)
+    if then == "folded":
+        _stats.fold()
+    elif then == "reset":
+        zcopy.reset_stats()
+    _stats.record_unless_logged("sendfile", copy)
+    route = zcopy.stats().routes.get("sendfile")
+    got = (route.calls, route.bytes, route.syscalls) if route else (0, 0, 0)
+    assert got == (counted, 700 * counted, counted)

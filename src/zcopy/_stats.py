@@ -1,16 +1,21 @@
 """Process-wide route statistics: one update per copy, never per chunk.
 
 A copy the full path ran takes the lock once; a copy one kernel call finished
-(the direct path) takes none: it appends its byte count to ``one_call``, which
-is folded into the totals when they are read, or when it grows long.
+(the direct path) takes none: it appends itself (its one-item result list) to
+``one_call``, which is folded into the totals when they are read, or when it
+grows long.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
+from typing import Any
 
 from ._plan import Fallback, Route
 
@@ -70,20 +75,39 @@ _routes: dict[str, list[int]] = {}
 _fallbacks: dict[str, int] = {}
 _examples: dict[str, str] = {}
 
-# Copies that one syscall finished (the direct path), per route: their byte counts.
-# list.append is one C call, atomic under the GIL, so such a copy records without a lock
-# (a lock cost 0.5 us, a tenth of such a copy); the recorder folds the list
-# once it holds FOLD_AT entries, which bounds it, and stats() folds what is left.
-one_call: dict[str, list[int]] = {"sendfile": [], "write": []}
+# Copies that one syscall finished (the direct path), per route: the copies themselves,
+# each a one-item list holding its byte count (a ``_direct.Shot``). list.append is one C
+# call, atomic under the GIL, so such a copy records without a lock (a lock cost 0.5 us,
+# a tenth of such a copy) and without a second step: whether a copy was logged is read
+# from the log itself (``record_unless_logged``). The recorder folds the list once it
+# holds FOLD_AT entries, which bounds it, and stats() folds what is left.
+one_call: dict[str, list[list[int]]] = {"sendfile": [], "write": []}
 FOLD_AT = 256
+_count_of = itemgetter(0)
+_append: Callable[[list[Any], None], None] = list.append
 
 
 def record(route: str, nbytes: int, syscalls: int) -> None:
     with _lock:
-        entry = _routes.setdefault(route, [0, 0, 0])
-        entry[0] += 1
-        entry[1] += nbytes
-        entry[2] += syscalls
+        _record(route, nbytes, syscalls)
+
+
+def _record(route: str, nbytes: int, syscalls: int) -> None:
+    entry = _routes.setdefault(route, [0, 0, 0])
+    entry[0] += 1
+    entry[1] += nbytes
+    entry[2] += syscalls
+
+
+def record_unless_logged(route: str, copy: list[int]) -> None:
+    """Count a one-call copy that a raise cut off around its logging: exactly once.
+
+    A copy still in the log, or marked by the fold or reset that took it off, is
+    counted there (or was reset away); only one never logged is recorded here.
+    """
+    with _lock:
+        if len(copy) == 1 and not any(entry is copy for entry in one_call[route]):
+            _record(route, copy[0], 1)
 
 
 def fold() -> None:
@@ -97,7 +121,9 @@ def _fold() -> None:
     for route, log in one_call.items():
         k = len(log)
         if k:
-            nbytes = sum(log[:k])
+            done = log[:k]
+            _mark(done)  # before they leave the log: from here on, logged either way
+            nbytes = sum(map(_count_of, done))
             entry = _routes.setdefault(route, [0, 0, 0])
             # No call from here on: a raising signal handler cannot run between taking
             # the entries off the log and counting them.
@@ -105,6 +131,14 @@ def _fold() -> None:
             entry[0] += k
             entry[1] += nbytes
             entry[2] += k
+
+
+def _mark(copies: list[list[int]]) -> None:
+    """Give each copy a second item: ``record_unless_logged`` then knows it was logged.
+
+    One C loop (a deque of length 0 drains the map), so no handler runs inside it.
+    """
+    deque(map(_append, copies, repeat(None)), maxlen=0)
 
 
 def record_fallback(code: Fallback, reason: str) -> None:
@@ -139,6 +173,7 @@ def reset_stats() -> None:
     """
     with _lock:
         for log in one_call.values():
+            _mark(log)  # reset away: a raise in the copy's last steps must not count it
             del log[:]
         _routes.clear()
         _fallbacks.clear()
