@@ -477,15 +477,21 @@ def test_a_raise_anywhere_in_a_write_and_in_acopy(
 def test_the_classification_cache_forgets_dead_file_objects(
     tmp_path: Path, pair: tuple[socket.socket, socket.socket]
 ) -> None:
-    """One entry per file object copied from, swept once the object is gone: a server that
-    opens a file per request must not grow the cache without bound."""
+    """One entry per file object copied from, gone with the object: a server that opens a
+    file per request must not grow the cache, nor leave dead keys behind. A dead key keeps
+    the hash of its object's address, which the next file object mostly reuses: such keys
+    piled up in one probe chain, and each lookup walked them all."""
     out, peer = pair
     path, data = _file(tmp_path, 16)
+    before = len(_direct._files)
     for _ in range(3000):
         with open(path, "rb") as f:
             assert zcopy.copy(out, f) == 16
+        assert weakref.ref(f) in _direct._files  # remembered while it lives
+    del f
     assert _read_exactly(peer, 3000 * 16) == data * 3000
-    assert len(_direct._files) <= 1024 + 1  # swept when it reached 1024 (all but the newest dead)
+    assert all(key() is not None for key in _direct._files)  # no dead key stayed
+    assert len(_direct._files) <= before
 
 
 def test_the_stats_log_keeps_no_file_object_alive(

@@ -49,12 +49,18 @@ _log_write: Any = _WRITES.append
 
 # File objects (FileIO, BufferedReader over one) known to be readable and over a regular
 # file, with their fd. An open fd never changes what it is, so the fstat that said so need
-# not run again while the object lives and keeps that fd. Keyed by a plain weak reference:
-# weakref.ref(f) hands back that same reference on the next call (no allocation), and a
-# dead one compares by identity, so it never matches a new object at the same address.
-# Dead keys are swept as the table grows.
+# not run again while the object lives and keeps that fd. Looked up by the object's plain
+# weak reference (weakref.ref(f) hands back the same one on every call: no allocation),
+# which equals the key while both are alive. The key is a reference whose callback drops
+# the entry when the object dies: a dead key would never match (dead references compare
+# by identity) but would keep the hash of its object's address, which the next file
+# object very likely reuses; a server opening a file per copy piled up a thousand such
+# keys in one probe chain, and every lookup walked it (~10 us a copy).
 _files: dict[weakref.ref[Any], int] = {}
-_sweep_at = 1024
+# The callback: C, so no signal handler or tracer runs inside it. Only a key still in the
+# table can call it (a key dropped from it dies unreferenced, and a dead reference calls
+# nothing), so the pop always finds it.
+_forget: Any = _files.pop
 
 
 class Shot(list[int]):
@@ -222,7 +228,6 @@ class Shot(list[int]):
 
 def _classify(f: Any, fd: int) -> bool:
     """Whether a FileIO or BufferedReader over one is a readable regular file; remembered."""
-    global _sweep_at
     if type(f) is io.BufferedReader and type(f.raw) is not io.FileIO:
         return False
     try:
@@ -230,10 +235,5 @@ def _classify(f: Any, fd: int) -> bool:
             return False
     except OSError:
         return False
-    if len(_files) >= _sweep_at:
-        for key in list(_files):
-            if key() is None:
-                _files.pop(key, None)
-        _sweep_at = max(1024, 2 * len(_files))
-    _files[_ref(f)] = fd
+    _files[_ref(f, _forget)] = fd  # an entry already there keeps its key, and its callback
     return True
