@@ -19,6 +19,7 @@ import os
 import socket
 import stat
 import weakref
+from functools import partial
 from itertools import starmap
 from typing import Any
 
@@ -48,19 +49,18 @@ _log_sendfile: Any = _SENDFILES.append
 _log_write: Any = _WRITES.append
 
 # File objects (FileIO, BufferedReader over one) known to be readable and over a regular
-# file, with their fd. An open fd never changes what it is, so the fstat that said so need
-# not run again while the object lives and keeps that fd. Looked up by the object's plain
-# weak reference (weakref.ref(f) hands back the same one on every call: no allocation),
-# which equals the key while both are alive. The key is a reference whose callback drops
-# the entry when the object dies: a dead key would never match (dead references compare
-# by identity) but would keep the hash of its object's address, which the next file
-# object very likely reuses; a server opening a file per copy piled up a thousand such
-# keys in one probe chain, and every lookup walked it (~10 us a copy).
-_files: dict[weakref.ref[Any], int] = {}
-# The callback: C, so no signal handler or tracer runs inside it. Only a key still in the
-# table can call it (a key dropped from it dies unreferenced, and a dead reference calls
-# nothing), so the pop always finds it.
-_forget: Any = _files.pop
+# file: their fd, and the reference that removes the entry. An open fd never changes what
+# it is, so the fstat that said so need not run again while the object lives and keeps
+# that fd. Keyed by the object's plain weak reference: weakref.ref(f) hands back that same
+# one on every call (no allocation, and the lookup matches by identity). The entry leaves
+# with the object: the second reference's callback is ``_files.pop(key, <itself>)`` (a
+# partial, so C: no signal handler or tracer runs inside it, and the default means it
+# never raises). A dead key would never match (dead references compare by identity) but
+# keeps the hash of its object's address, which the next file object mostly reuses: with
+# a file opened per copy, a thousand such keys piled up in one probe chain and every
+# lookup walked it (~10 us a copy).
+_files: dict[weakref.ref[Any], tuple[int, weakref.ref[Any]]] = {}
+_UNKNOWN = (-1, None)
 
 
 class Shot(list[int]):
@@ -123,7 +123,7 @@ class Shot(list[int]):
                 fd = f.fileno()
             except ValueError:
                 return NOT_DIRECT  # closed: the full path names it
-            if _files.get(_ref(f)) != fd and not _classify(f, fd):
+            if _files.get(_ref(f), _UNKNOWN)[0] != fd and not _classify(f, fd):
                 return NOT_DIRECT
         rewind = advance = False  # the position to put back on failure, to move on success
         if owner is not None:
@@ -235,5 +235,6 @@ def _classify(f: Any, fd: int) -> bool:
             return False
     except OSError:
         return False
-    _files[_ref(f, _forget)] = fd  # an entry already there keeps its key, and its callback
+    key = _ref(f)
+    _files[key] = (fd, _ref(f, partial(_files.pop, key)))  # a replaced one dies uncalled
     return True
