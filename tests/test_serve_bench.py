@@ -106,11 +106,11 @@ def test_strace_proves_sendfile(quick: dict[str, Any]) -> None:
             assert r["file_reads"] == 0, (name, r)
             assert r["sendfile_bytes"] == r["body_bytes_expected"], (name, r)
             assert r["range_sendfile_from_offset"], (name, r)
-            # Response heads only; zcopy serve may send the 4 KiB file's bodies from a copy
-            # (--small-body), read once.
+            # Response heads only; zcopy serve may read the 4 KiB file's bodies and send them
+            # with their heads (--small-body).
             copied = 3 * 4096 if name == "zcopy serve" else 0
             assert r["non_sendfile_tcp_bytes"] < 4096 + copied, (name, r)
-            assert r["small_file_reads"] <= (1 if copied else 0), (name, r)
+            assert r["small_file_reads"] <= (3 if copied else 0), (name, r)
     # A smoke run judges correctness, never speed.
     assert all(t["met"] is None for t in quick["targets"] if "strace" not in t["target"])
     [proof] = [t for t in quick["targets"] if t["target"].startswith("strace:")]

@@ -7,15 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zcopy.serve.files import (
-    SETTLE,
-    MetaCache,
-    OpenFiles,
-    Refused,
-    open_under,
-    sidecar_path,
-    snapshot,
-)
+from zcopy.serve.files import MetaCache, OpenFiles, Refused, open_under, sidecar_path
 
 
 @pytest.fixture
@@ -190,56 +182,3 @@ def test_out_of_fds_is_503_not_404(tree: Path) -> None:
     assert (info.value.status, info.value.fields) == (503, b"Retry-After: 1\r\n")
     assert listed.value.status == 503
 
-
-# snapshot: a copy of a small file that later fstats can vouch for ------------------------
-
-
-def _settled(st: os.stat_result) -> float:
-    """A wall-clock time at which a file last changed as ``st`` says counts as settled."""
-    return st.st_ctime + SETTLE + 0.01
-
-
-def test_snapshot_of_a_settled_file_is_its_bytes(tmp_path: Path) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(b"0123456789")
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        st = os.fstat(fd)
-        assert snapshot(fd, st, _settled(st)) == b"0123456789"
-        # Changed too recently: a write in the same timestamp tick could go unseen.
-        assert snapshot(fd, st, st.st_ctime + SETTLE - 0.5) is None
-    finally:
-        os.close(fd)
-
-
-@pytest.mark.parametrize("change", ["grow", "shrink", "rewrite"])
-def test_snapshot_refuses_a_file_that_changed_after_its_fstat(tmp_path: Path, change: str) -> None:
-    """The fstat the caller holds is stale: the read or the fstat after it says so."""
-    path = tmp_path / "f"
-    path.write_bytes(b"0123456789")
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        st = os.fstat(fd)
-        with open(path, "r+b") as w:
-            if change == "grow":
-                w.seek(0, os.SEEK_END)
-                w.write(b"more")
-            elif change == "shrink":
-                w.truncate(4)
-            else:  # same size, and the old mtime put back: only ctime tells
-                w.write(b"abcdefghij")
-        if change == "rewrite":
-            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-            assert os.stat(path).st_mtime_ns == st.st_mtime_ns
-        assert snapshot(fd, st, _settled(st)) is None
-    finally:
-        os.close(fd)
-
-
-def test_snapshot_of_what_cannot_be_read_is_none(tmp_path: Path) -> None:
-    fd = os.open(tmp_path, os.O_RDONLY)  # a directory: pread fails with EISDIR
-    try:
-        st = os.fstat(fd)
-        assert snapshot(fd, st, _settled(st)) is None
-    finally:
-        os.close(fd)

@@ -31,7 +31,6 @@ from pathlib import Path
 import pytest
 from serve_util import ServeProc, get, request_bytes, wait_for
 
-from zcopy.serve.files import SETTLE
 from zcopy.serve.server import SMALL_BODY
 
 MID = 200 * 1024  # under the server's CORK_MIN: answered inline, more than a socket buffer takes
@@ -153,28 +152,10 @@ def fds_on(proc: ServeProc, name: str) -> int:
 CONNS = 6
 
 
-def settle(root: Path) -> None:
-    """Wait until every file under ``root`` last changed ``SETTLE`` seconds ago: from then on
-    the inline path sends the small ones from a verified copy (``files.snapshot``)."""
-    newest = max(p.stat().st_ctime for p in root.rglob("*"))
-    time.sleep(max(0.0, newest + SETTLE + 0.05 - time.time()))
-
-
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    """Files written just now: small bodies go by sendfile until they settle."""
-    return build_site(tmp_path)
-
-
-@pytest.fixture
-def settled_site(tmp_path: Path) -> Path:
-    """The same files, settled: bodies up to SMALL_BODY go from a copy, with their head."""
-    build_site(tmp_path)
-    settle(tmp_path)
-    return tmp_path
-
-
-def build_site(tmp_path: Path) -> Path:
+    """Files of every kind the inline path meets: the small ones (c0, c1, edge) go with their
+    head in one sendmsg (up to SMALL_BODY), the others by sendfile."""
     for k in range(CONNS):
         (tmp_path / f"c{k}.bin").write_bytes(tagged(f"<conn {k}>", 1000 + 7919 * k, k))
     (tmp_path / "mid.bin").write_bytes(tagged("<mid>", MID, 99))
@@ -301,17 +282,15 @@ def test_pipelined_mixed_floods_come_back_complete_in_order_byte_exact(
 
 
 @pytest.mark.parametrize(
-    ("loop", "settled"), [("asyncio", False), ("uvloop", False), ("asyncio", True)]
+    ("loop", "small"), [("asyncio", "0"), ("uvloop", "0"), ("asyncio", str(SMALL_BODY))]
 )
 def test_a_client_that_stops_reading_then_resumes_gets_every_byte_in_order(
-    site: Path, loop: str, settled: bool
+    site: Path, loop: str, small: str
 ) -> None:
     """Pipelined 200 KiB answers fill both socket buffers mid-answer; the client sleeps, then
     reads: each rest follows its head, and the next answer never cuts into it; the access
-    log counts every body whole. Settled, the small file's answers go from its copy, so a
-    rest is a tail of head and copy."""
-    if settled:
-        settle(site)
+    log counts every body whole. With small bodies on, the small file's answers are head and
+    body in one sendmsg, so a rest may be a tail of both."""
     own = (site / "c1.bin").read_bytes()
     assert len(own) <= SMALL_BODY
     mid = (site / "mid.bin").read_bytes()
@@ -323,7 +302,7 @@ def test_a_client_that_stops_reading_then_resumes_gets_every_byte_in_order(
         (request_bytes("/c1.bin", method="HEAD"), 200, b"", True),
         (request_bytes("/mid.bin"), 200, mid, False),
     ]
-    with ServeProc(site, "--loop", loop) as proc:
+    with ServeProc(site, "--loop", loop, "--small-body", small) as proc:
         for round_ in range(2):
             with small_rcvbuf(proc.port) as s:
                 w = Wire(s)
@@ -344,18 +323,16 @@ def test_a_client_that_stops_reading_then_resumes_gets_every_byte_in_order(
     gets = [line for line in proc.access_log().splitlines() if '"GET /mid.bin' in line]
     assert len(gets) == 2 * (1 + 2 * 5)
     assert all(f" 200 {MID} " in line for line in gets), [g for g in gets if str(MID) not in g]
-    small = [x for x in proc.access_log().splitlines() if '"GET /c1.bin HTTP/1.1" 200' in x]
-    assert len(small) == 2 * (1 + 5)
-    assert all(f'" 200 {len(own)} ' in line for line in small), small
+    owns = [x for x in proc.access_log().splitlines() if '"GET /c1.bin HTTP/1.1" 200' in x]
+    assert len(owns) == 2 * (1 + 5)
+    assert all(f'" 200 {len(own)} ' in line for line in owns), owns
 
 
-@pytest.mark.parametrize("settled", [False, True], ids=["fresh", "settled"])
-def test_clients_that_reset_mid_answer_leave_no_fd_behind(site: Path, settled: bool) -> None:
+@pytest.mark.parametrize("small", ["0", str(SMALL_BODY)], ids=["sendfile", "small-bodies"])
+def test_clients_that_reset_mid_answer_leave_no_fd_behind(site: Path, small: str) -> None:
     """Clients reset (RST) while inline answers are half sent; the server's /proc/PID/fd
-    returns to what it was: no socket, no file held (settled: c0 goes from its copy)."""
-    if settled:
-        settle(site)
-    with ServeProc(site, "--send-timeout", "5") as proc:
+    returns to what it was: no socket, no file held (c0 by sendfile, or with its head)."""
+    with ServeProc(site, "--send-timeout", "5", "--small-body", small) as proc:
         get(proc.port, "/c0.bin")
         wait_for(lambda: fds_on(proc, "c0.bin") == 0, what="the warm-up file closed")
         sockets_before = socket_fds(proc)
@@ -926,35 +903,35 @@ def test_a_half_closed_client_gets_every_pipelined_answer(site: Path) -> None:
                 assert w.at_eof()
 
 
-# Small bodies from a verified copy (serve/files.py ``snapshot``) -------------------------
+# Small bodies: head and body in one sendmsg (serve/server.py ``_answer_small``) ---------
 
 
-def test_floods_over_settled_small_files_come_back_complete_in_order_byte_exact(
-    settled_site: Path,
+def test_floods_with_small_bodies_off_come_back_complete_in_order_byte_exact(
+    site: Path,
 ) -> None:
-    """The mixed pipelined floods again, with the small files settled: their answers go from
-    a copy, in one send with the head, between the sendfile answers of the larger ones."""
-    sizes = [(settled_site / f"c{k}.bin").stat().st_size for k in range(CONNS)]
-    assert min(sizes) <= SMALL_BODY < max(sizes)  # both kinds in every mix
-    with ServeProc(settled_site) as proc:
-        run_flood(proc.port, settled_site, 160, seed=11)
+    """The mixed pipelined floods again with ``--small-body 0``: every inline body by sendfile
+    (the default mixes small bodies in one sendmsg with the sendfile answers of larger ones)."""
+    sizes = [(site / f"c{k}.bin").stat().st_size for k in range(CONNS)]
+    assert min(sizes) <= SMALL_BODY < max(sizes)  # both kinds in every default mix
+    with ServeProc(site, "--small-body", "0") as proc:
+        run_flood(proc.port, site, 160, seed=11)
         assert proc.stop() == 0
     assert "internal error" not in proc.stderr()
 
 
 def test_a_rewrite_in_place_that_keeps_size_and_mtime_is_never_served_stale(
-    settled_site: Path,
+    site: Path,
 ) -> None:
-    """The copy's one weak spot, attacked: a writer rewrites a settled small file in place,
-    same size, and puts the old mtime back (so size, mtime and ETag all say "unchanged").
-    Its ctime moved, and every answer after the write carries the new bytes."""
-    path = settled_site / "c1.bin"
+    """A writer rewrites a small file in place, same size, and puts the old mtime back (so
+    size, mtime and ETag all say "unchanged"): every answer after the write carries the new
+    bytes, as sendfile's would (the body is read at each request, never kept)."""
+    path = site / "c1.bin"
     st = path.stat()
     assert st.st_size <= SMALL_BODY
-    with ServeProc(settled_site) as proc, proc.connect() as s:
+    with ServeProc(site) as proc, proc.connect() as s:
         w = Wire(s)
         for v in range(12):
-            for _ in range(3):  # the second and third are inline, from the copy
+            for _ in range(3):  # the second and third are inline, head and body in one call
                 s.sendall(request_bytes("/c1.bin"))
                 current = w.reply()
             new = tagged(f"<v{v}>", st.st_size, 100 + v)
@@ -967,15 +944,13 @@ def test_a_rewrite_in_place_that_keeps_size_and_mtime_is_never_served_stale(
             r = w.reply()
             assert r.body == new, f"rewrite {v}: the old bytes were served"
             assert r.fields["etag"] == current.fields["etag"]  # what the validators cannot see
-            if v % 4 == 3:
-                settle(settled_site)  # settled again: the next answers use a new copy
 
 
-def test_a_small_file_written_just_now_is_sent_as_it_is_now(settled_site: Path) -> None:
-    """Rewritten over and over, faster than it can settle: each answer is the file as it is
-    at that request, whichever way it goes (sendfile while it is fresh)."""
-    path = settled_site / "c0.bin"
-    with ServeProc(settled_site) as proc, proc.connect() as s:
+def test_a_small_file_rewritten_between_requests_is_sent_as_it_is_now(site: Path) -> None:
+    """Rewritten (truncated and written) before every pair of requests: each answer is the
+    file as it is at that request."""
+    path = site / "c0.bin"
+    with ServeProc(site) as proc, proc.connect() as s:
         w = Wire(s)
         for v in range(40):
             data = tagged(f"<fresh {v}>", 500 + 37 * v, v)
@@ -984,16 +959,16 @@ def test_a_small_file_written_just_now_is_sent_as_it_is_now(settled_site: Path) 
             assert w.reply().body == data and w.reply().body == data, f"version {v}"
 
 
-def test_a_copy_answer_cut_short_by_a_full_socket_is_finished_and_logged_whole(
-    settled_site: Path,
+def test_a_small_answer_cut_short_by_a_full_socket_is_finished_and_logged_whole(
+    site: Path,
 ) -> None:
-    """Requests for a settled small file, one at a time, to a client that does not read: the
-    inline answers from the copy fill the socket until one goes out in part; its rest (head
-    and copy) is the task's, then the client reads every answer, whole and in order, and
-    the access log counts every body whole."""
-    own = (settled_site / "edge.bin").read_bytes()
+    """Requests for a small file, one at a time, to a client that does not read: the inline
+    answers (head and body in one sendmsg) fill the socket until one goes out in part; its
+    rest is the task's, then the client reads every answer, whole and in order, and the
+    access log counts every body whole."""
+    own = (site / "edge.bin").read_bytes()
     n = 500  # ~8 MB of answers: more than the receive buffer and the largest send buffer hold
-    with ServeProc(settled_site) as proc:
+    with ServeProc(site) as proc:
         with small_rcvbuf(proc.port) as s:
             w = Wire(s)
             s.sendall(request_bytes("/edge.bin"))

@@ -26,7 +26,6 @@ from serve_util import (
 )
 
 from zcopy.serve.conn import Conn
-from zcopy.serve.files import SETTLE
 from zcopy.serve.parser import Request
 from zcopy.serve.server import SMALL_BODY
 from zcopy.tools._proc import alive, children
@@ -703,8 +702,7 @@ def test_strace_sees_the_inline_path_answer_within_the_readiness_callback(
     recvfrom, the head's sendto with MSG_MORE and one sendfile, in that order and nothing
     else on the connection: answered in the callback the readiness woke (the task path adds
     a second loop turn and an EAGAIN recvfrom), with the body never read by the server.
-    (``--small-body 0``: the file may settle while strace starts the server, and a settled
-    small file goes from a copy: the next test.)"""
+    (``--small-body 0``: by default a small body goes with its head: the next test.)"""
     from zcopy.tools import strace
 
     require_strace()
@@ -740,20 +738,19 @@ def test_strace_sees_the_inline_path_answer_within_the_readiness_callback(
 
 
 @pytest.mark.parametrize("size", [4096, SMALL_BODY])
-def test_strace_sees_a_settled_small_file_go_with_its_head_in_one_send(
+def test_strace_sees_a_small_file_go_with_its_head_in_one_sendmsg(
     tmp_path: Path, size: int
 ) -> None:
-    """From outside: once a small file has settled, a kept-alive GET of it is one epoll_wait,
-    one recvfrom and one sendto carrying head and body together (no MSG_MORE, no
-    sendfile); the server read the file once (one pread of size + 1 bytes) for all of them.
-    A file one byte over ``--small-body`` still goes by sendfile."""
+    """From outside: a kept-alive GET of a small file is one epoll_wait, one recvfrom, one
+    pread of the file (size + 1 bytes asked, size returned) and one sendmsg carrying head and
+    body together (no MSG_MORE, no sendfile). A file one byte over ``--small-body`` still
+    goes by sendfile, never read."""
     from zcopy.tools import strace
 
     require_strace()
     body = os.urandom(size)
     (tmp_path / "small.bin").write_bytes(body)
     (tmp_path / "over.bin").write_bytes(os.urandom(size + 1))
-    time.sleep(SETTLE + 0.1)
     out = tmp_path / "strace.out"
     with ServeProc(
         tmp_path, "--small-body", str(size),
@@ -774,16 +771,15 @@ def test_strace_sees_a_settled_small_file_go_with_its_head_in_one_send(
     # The first request is the task's (its target was new): sendfile, as every body it sends.
     assert [c.ret for c in on("small.bin") if c.name == "sendfile"] == [size]
     reads = [c for c in on("small.bin") if c.name in ("read", "pread64", "preadv", "preadv2")]
-    assert [(c.name, c.ret) for c in reads] == [("pread64", size)], reads  # the copy, once
+    assert [(c.name, c.ret) for c in reads] == [("pread64", size)] * 5, reads  # 2-6: inline
     on_conn = [any("TCP:" in w and "->" in w for _, w in c.fds) for c in calls]
     whole = [i for i, c in enumerate(calls)
-             if on_conn[i] and c.name == "sendto" and c.ok and (c.ret or 0) > size]
-    # Requests 2-6 are inline.
+             if on_conn[i] and c.name == "sendmsg" and c.ok and (c.ret or 0) > size]
     assert len(whole) == 5 and not [i for i in whole if "MSG_MORE" in calls[i].args], whole
     for prev, end in itertools.pairwise(whole):
         between = [calls[i].name for i in range(prev + 1, end + 1)
-                   if calls[i].name == "epoll_wait" or on_conn[i]]
-        assert between == ["epoll_wait", "recvfrom", "sendto"], between
+                   if calls[i].name == "epoll_wait" or on_conn[i] or calls[i] in reads]
+        assert between == ["epoll_wait", "recvfrom", "pread64", "sendmsg"], between
     over = [c for c in on("over.bin") if c.name == "sendfile" and c.ok]
     assert len(over) == 6 and all(c.ret == size + 1 for c in over)
     assert not [c for c in on("over.bin") if c.name in ("read", "pread64")]

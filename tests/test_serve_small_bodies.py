@@ -1,9 +1,9 @@
-"""Attacks on ``zcopy serve``'s small bodies: a kept-alive 200 of a settled file up to
-``--small-body`` bytes answered inline as head + body in one send, from a copy
-(serve/files.py ``snapshot``, serve/server.py ``_answer_small``, ``_Rest.tail``/``_finish``).
+"""Attacks on ``zcopy serve``'s small bodies: a kept-alive 200 of a file up to
+``--small-body`` bytes answered inline as head + body in one sendmsg, the body read (copied
+into memory) at that request (serve/server.py ``_answer_small``, ``_Rest.tail``/``_finish``).
 
 A real server process, real sockets, files changed by real writers. Which way a body went is
-read from outside: ``/_zcopy/stats`` counts sendfile bytes, and a body sent from the copy is
+read from outside: ``/_zcopy/stats`` counts sendfile bytes, and a body sent with its head is
 not in it. The in-place rewrite, the floods and the half-sent copy are attacked in
 tests/test_serve_inline.py; these add the limit's edges, empty files, files replaced by
 other kinds, cuts at many offsets of a head + body send, many files at once, the request
@@ -13,6 +13,7 @@ cap and shutdown with a copy half sent.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import random
 import re
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from serve_util import ServeProc, get, request_bytes, wait_for
-from test_serve_inline import Wire, settle, small_rcvbuf, tagged
+from test_serve_inline import Wire, rst_close, small_rcvbuf, tagged
 
 from zcopy.serve.server import CORK_MIN, SMALL_BODY
 
@@ -38,12 +39,11 @@ FILES = {
 
 
 @pytest.fixture(scope="module")
-def settled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """FILES, settled once for the tests that only read them."""
-    root = tmp_path_factory.mktemp("settled")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FILES, written once for the tests that only read them."""
+    root = tmp_path_factory.mktemp("files")
     for name, data in FILES.items():
         (root / name).write_bytes(data)
-    settle(root)
     return root
 
 
@@ -65,14 +65,15 @@ def body_counts(proc: ServeProc, name: str) -> list[int]:
     [0, 1, SIZE - 1, SIZE, SIZE + 1, CORK_MIN],
     ids=["0", "1", "size-1", "size", "size+1", "cork_min"],
 )
-def test_the_limit_sends_from_the_copy_exactly_the_files_up_to_it(
-    settled: Path, limit: int
+def test_the_limit_sends_with_the_head_exactly_the_files_up_to_it(
+    files: Path, limit: int
 ) -> None:
-    """A settled file of SIZE bytes, asked for six times on one connection: the first answer
-    (the task's) goes by sendfile whatever the limit; the five inline ones go from the copy
-    exactly when SIZE <= --small-body, and the stats say so. Every body byte-exact."""
+    """A file of SIZE bytes, asked for six times on one connection: the first answer (the
+    task's) goes by sendfile whatever the limit; the five inline ones go with their head
+    (read at that request) exactly when SIZE <= --small-body, and the stats say so. Every
+    body byte-exact."""
     data = FILES["f.bin"]
-    with ServeProc(settled, "--stats", "--small-body", str(limit)) as proc:
+    with ServeProc(files, "--stats", "--small-body", str(limit)) as proc:
         with proc.connect() as s:
             w = Wire(s)
             s.sendall(request_bytes("/f.bin"))
@@ -90,14 +91,14 @@ def test_the_limit_sends_from_the_copy_exactly_the_files_up_to_it(
 
 
 def test_the_default_limit_is_small_body_and_an_empty_file_is_still_an_empty_200(
-    settled: Path,
+    files: Path,
 ) -> None:
-    """Default limit: a settled file of exactly SMALL_BODY bytes goes from the copy, one byte
-    more by sendfile; an empty file between them answers 200 with no body and the stream
+    """Default limit: a file of exactly SMALL_BODY bytes goes with its head, one byte more by
+    sendfile; an empty file between them answers 200 with no body and the stream
     after it stays in step (each reply checked in a pipelined run)."""
     names = ["edge.bin", "empty.bin", "over.bin"]
     want = FILES
-    with ServeProc(settled, "--stats") as proc:
+    with ServeProc(files, "--stats") as proc:
         with proc.connect() as s:
             w = Wire(s)
             for name in names:  # known targets, open files
@@ -120,9 +121,9 @@ def test_the_default_limit_is_small_body_and_an_empty_file_is_still_an_empty_200
         assert proc.stop() == 0
 
 
-def test_a_settled_file_replaced_by_a_fifo_a_directory_or_a_symlink(tmp_path: Path) -> None:
-    """A name served from its copy is renamed over, in turn, by a FIFO, a directory, a symlink
-    out of the root, a symlink to another settled file and a fresh file: within the open-file
+def test_a_small_file_replaced_by_a_fifo_a_directory_or_a_symlink(tmp_path: Path) -> None:
+    """A name served with its head is renamed over, in turn, by a FIFO, a directory, a symlink
+    out of the root, a symlink to another files file and a fresh file: within the open-file
     cache's second the old inode's bytes (which did not change) come back whole; after it,
     each new kind gets its own answer (403, 301, 404, the other file's bytes, the new bytes),
     nothing hangs, and no fd stays behind on the old inode."""
@@ -134,7 +135,6 @@ def test_a_settled_file_replaced_by_a_fifo_a_directory_or_a_symlink(tmp_path: Pa
     (tmp_path / "other.bin").write_bytes(other)
     outside = tmp_path.parent / f"{tmp_path.name}-outside.bin"
     outside.write_bytes(b"SECRET" * 500)
-    settle(tmp_path)
 
     def fifo(tmp: Path) -> None:
         os.mkfifo(tmp)
@@ -163,7 +163,7 @@ def test_a_settled_file_replaced_by_a_fifo_a_directory_or_a_symlink(tmp_path: Pa
         w = Wire(s)
         current = old
         for make, status, body in kinds:
-            s.sendall(request_bytes("/f.bin") * 3)  # the second and third from the copy
+            s.sendall(request_bytes("/f.bin") * 3)  # the second and third: inline, with the head
             for _ in range(3):
                 assert w.reply().body == current
             tmp = tmp_path / "swap.tmp"
@@ -205,9 +205,9 @@ def test_a_settled_file_replaced_by_a_fifo_a_directory_or_a_symlink(tmp_path: Pa
 def test_head_body_sends_cut_by_a_full_socket_arrive_whole_and_are_logged_whole(
     tmp_path: Path,
 ) -> None:
-    """Settled files of many sizes (1 byte to SMALL_BODY), asked for one at a time by a
+    """Files of many sizes (1 byte to SMALL_BODY), asked for one at a time by a
     client with a small receive buffer that reads nothing until ~8 MB are asked for: the
-    socket fills, and the send of head + copy that meets the full socket is cut wherever the
+    socket fills, and the send of head + body that meets the full socket is cut wherever the
     random sizes before it put the edge (a different place on each connection); its rest is
     the task's. Then every answer arrives whole and in order, and the access log counts
     each body whole (a rest's bytes included: ``_Rest.tail``)."""
@@ -218,7 +218,6 @@ def test_head_body_sends_cut_by_a_full_socket_arrive_whole_and_are_logged_whole(
     files = {f"s{n}.bin": tagged(f"<{n}>", n, n) for n in sizes}
     for fname, data in files.items():
         (tmp_path / fname).write_bytes(data)
-    settle(tmp_path)
     names = list(files)
     with ServeProc(tmp_path, "--stats") as proc:
         with proc.connect() as warm:
@@ -259,15 +258,14 @@ def _rss_kib(proc: ServeProc) -> int:
     return int(m[1])
 
 
-def test_many_settled_small_files_keep_the_copies_bounded(tmp_path: Path) -> None:
-    """1200 settled files of SMALL_BODY bytes (the open-file cache holds 512), each asked for
+def test_many_small_files_keep_the_copies_bounded(tmp_path: Path) -> None:
+    """1200 files files of SMALL_BODY bytes (the open-file cache holds 512), each asked for
     in pipelined batches, three passes: every answer its own file's, the RSS after the last
     pass within a few MiB of the first (at most 512 copies of 16 KiB live at once), and no
     file stays open after the cache's second."""
     files = {f"/m{i}.bin": tagged(f"<many {i}>", SMALL_BODY, i) for i in range(1200)}
     for fname, data in files.items():
         (tmp_path / fname[1:]).write_bytes(data)
-    settle(tmp_path)
     names = list(files)
     rss: list[int] = []
     with ServeProc(tmp_path, "--max-requests", "100000") as proc, proc.connect() as s:
@@ -284,12 +282,12 @@ def test_many_settled_small_files_keep_the_copies_bounded(tmp_path: Path) -> Non
         wait_for(lambda: not any(t.endswith(".bin") for t in proc.fds()), what="every file closed")
 
 
-def test_the_request_cap_closes_after_copy_answers_and_logs_each(settled: Path) -> None:
-    """--max-requests 4, eight pipelined GETs of a settled small file: answers 2 and 3 are
-    inline from the copy, the fourth says close and is the last; then a FIN. The access log
+def test_the_request_cap_closes_after_copy_answers_and_logs_each(files: Path) -> None:
+    """--max-requests 4, eight pipelined GETs of a files small file: answers 2 and 3 are
+    inline, with their head, the fourth says close and is the last; then a FIN. The access log
     has exactly four whole bodies per connection."""
     data = FILES["f.bin"]
-    with ServeProc(settled, "--max-requests", "4") as proc:
+    with ServeProc(files, "--max-requests", "4") as proc:
         for _ in range(3):
             with proc.connect() as s:
                 w = Wire(s)
@@ -309,13 +307,13 @@ def test_the_request_cap_closes_after_copy_answers_and_logs_each(settled: Path) 
     "args", [(), ("--loop", "uvloop"), ("--workers", "2")], ids=["asyncio", "uvloop", "workers2"]
 )
 def test_sigterm_with_a_copy_answer_half_sent_finishes_it_then_closes(
-    settled: Path, args: tuple[str, ...]
+    files: Path, args: tuple[str, ...]
 ) -> None:
-    """Clients that stop reading with answers from the copy queued and one cut short; then
-    SIGTERM: the server finishes every answer it began (the rest of head + copy included),
+    """Clients that stop reading with answers with their head queued and one cut short; then
+    SIGTERM: the server finishes every answer it began (the rest of head + body included),
     each whole and in order, then closes with a FIN and exits 0."""
     data = FILES["edge.bin"]
-    with ServeProc(settled, *args) as proc:
+    with ServeProc(files, *args) as proc:
         socks: list[socket.socket] = []
         wires: list[Wire] = []
         for _ in range(3):
@@ -366,8 +364,8 @@ def _change(path: Path, kind: str, old: bytes) -> bytes:
 def test_in_place_changes_racing_copy_answers_are_seen_by_the_next_request(
     tmp_path: Path,
 ) -> None:
-    """Six settled small files, each flooded by its own connection (pipelined batches, most
-    answered inline from the copy) while a writer shrinks, grows or rewrites it in place
+    """Six files small files, each flooded by its own connection (pipelined batches, most
+    answered inline, with their head) while a writer shrinks, grows or rewrites it in place
     (same size, mtime put back) at a random moment. An answer that raced the change is the
     old bytes or the new, position by position, never another file's and never padded
     (short: the connection ends); every request sent after the change returned is answered
@@ -376,7 +374,6 @@ def test_in_place_changes_racing_copy_answers_are_seen_by_the_next_request(
     olds = {k: tagged(f"<race {k}>", 6000 + 1111 * k, k) for k in range(len(kinds))}
     for k, data in olds.items():
         (tmp_path / f"r{k}.bin").write_bytes(data)
-    settle(tmp_path)
     errors: list[str] = []
 
     def race(port: int, k: int) -> None:
@@ -434,3 +431,44 @@ def test_in_place_changes_racing_copy_answers_are_seen_by_the_next_request(
         assert not errors, errors
         assert proc.stop() == 0
     assert "internal error" not in proc.stderr()
+
+
+def test_a_file_written_through_a_shared_mapping_is_never_served_stale(tmp_path: Path) -> None:
+    """Stores to an already-dirty mmap'd page move no ctime (and on tmpfs no time at all), so
+    no fstat can tell: each answer must still be current. (A copy kept between requests and
+    checked by ctime failed this: found by attack, fixed by reading at each request.)"""
+    path = tmp_path / "m.bin"
+    path.write_bytes(tagged("<mapped>", 4096, 1))
+    fd = os.open(path, os.O_RDWR)
+    with mmap.mmap(fd, 4096) as m, ServeProc(tmp_path) as proc, proc.connect() as s:
+        os.close(fd)
+        m[0:4] = b"v000"  # the write fault moves ctime; the page stays dirty and writable
+        time.sleep(2.1)  # well past any timestamp granularity
+        w = Wire(s)
+        for v in range(1, 8):
+            s.sendall(request_bytes("/m.bin") * 2)  # the second: inline, with its head
+            w.reply(), w.reply()
+            m[0:4] = b"v%03d" % v
+            s.sendall(request_bytes("/m.bin"))
+            assert w.reply().body[:4] == b"v%03d" % v, f"version {v}: stale bytes"
+
+
+@pytest.mark.parametrize("limit", ["0", "16384"], ids=["sendfile", "small-bodies"])
+def test_a_reset_mid_answer_is_logged_with_the_bytes_sent(tmp_path: Path, limit: str) -> None:
+    """A reset with an answer half sent: the log still has that request, with fewer bytes.
+    (The rest of a small answer once went unlogged: found by attack.)"""
+    (tmp_path / "e.bin").write_bytes(own := tagged("<e>", 12000, 1))
+    with ServeProc(tmp_path, "--small-body", limit) as proc:
+        for _ in range(2):
+            s = small_rcvbuf(proc.port)
+            s.sendall(request_bytes("/e.bin"))
+            assert Wire(s).reply().body == own
+            for _ in range(400):  # ~5 MB of answers: the socket fills, one is cut
+                s.sendall(request_bytes("/e.bin"))
+                time.sleep(0.002)
+            time.sleep(0.2)
+            rst_close(s)
+        time.sleep(0.2)
+        assert proc.stop() == 0
+    counts = [int(c) for c in re.findall(r'"GET /e.bin HTTP/1.1" 200 (\d+)', proc.access_log())]
+    assert sorted(c < len(own) for c in counts)[-2:] == [True, True], f"{len(counts)} lines"

@@ -35,10 +35,6 @@ CODINGS = tuple(c for c, _ in SIDECARS)
 _SUFFIX = dict(SIDECARS)
 
 META_TTL = 1.0  # seconds a cached description (and sidecar list) is trusted
-# A copy of a file's bytes is taken only when its last change (ctime) is at least this old: any
-# later write then sets a ctime that differs from the one the copy was verified against, even
-# where timestamps are coarse (a jiffy, at worst a second on some filesystems).
-SETTLE = 2.0
 
 # The process or the system ran out of something: the file exists, try again soon.
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
@@ -272,38 +268,6 @@ def sidecar_path(path: str, coding: str) -> str:
     return path + _SUFFIX[coding]
 
 
-def snapshot(fd: int, st: os.stat_result, wall: float) -> bytes | None:
-    """A copy of a settled regular file's bytes that ``st`` vouches for, or ``None``.
-
-    ``None`` when the file changed less than ``SETTLE`` seconds before ``wall``
-    (``time.time()``), when the read does not return exactly ``st_size`` bytes,
-    or when an fstat after the read differs from ``st`` in device, inode,
-    size, mtime or ctime (it changed meanwhile). A copy taken is still the
-    file's content for as long as later fstats show the same identity and
-    ctime: a write sets ctime to the present, which the settled one is not.
-
-    >>> import tempfile
-    >>> with tempfile.NamedTemporaryFile() as f:
-    ...     _ = f.write(b"abc"); f.flush(); st = os.fstat(f.fileno())
-    ...     snapshot(f.fileno(), st, st.st_ctime + SETTLE), snapshot(f.fileno(), st, st.st_ctime)
-    (b'abc', None)
-    """
-    if wall - st.st_ctime < SETTLE:
-        return None
-    try:
-        data = os.pread(fd, st.st_size + 1, 0)  # one more: a file that grew is seen here
-        after = os.fstat(fd)
-    except OSError:
-        return None
-    if (
-        len(data) != st.st_size
-        or after.st_ctime_ns != st.st_ctime_ns
-        or _ident(after) != _ident(st)
-    ):
-        return None
-    return data
-
-
 class Handle:
     """An open file shared by the requests that serve it; closed when the last lets go.
 
@@ -316,8 +280,7 @@ class Handle:
     >>> os.close(h.fd)
     """
 
-    __slots__ = ("body", "body_ctime", "body_ident", "expires", "fd", "file", "meta", "refs",
-                 "reply", "reply_head", "whole")
+    __slots__ = ("expires", "fd", "file", "meta", "refs", "whole")
 
     def __init__(self, fd: int, expires: float, regular: bool = True) -> None:
         self.fd = fd
@@ -328,15 +291,6 @@ class Handle:
         # request's fstat) and a section of the whole file (rebuilt when the size changes).
         self.meta: Meta | None = None
         self.whole: Section | None = None
-        # ... and for a small file, a copy of its bytes (``snapshot``) with the identity and
-        # ctime it was verified against: the head and the copy go in one send.
-        self.body: bytes | None = None
-        self.body_ident: tuple[int, int, int, int] | None = None
-        self.body_ctime = 0
-        # ... and the head + copy last sent, with the head it was built from (a new second or
-        # a new copy makes a new one): one bytes object per second, not one per request.
-        self.reply = b""
-        self.reply_head: bytes | None = None
 
 
 class OpenFiles:

@@ -8,9 +8,9 @@ body, too) goes through ``zcopy.acopy(sock, zcopy.section(fd, offset, length))``
 i.e. sendfile. Its last call carries no MORE flag, and a long body's TCP_CORK is
 lifted right after its last byte, so nothing stays corked. One exception, for
 speed: a kept-alive 200 of a file up to ``Config.small_body`` bytes answered
-inline goes as head and body in one ``send`` from a verified copy
-(``files.snapshot``), because the kernel's fixed cost of a sendfile call is
-more than copying so few bytes (docs/serve.md, "Small files").
+inline goes as head and body in one ``sendmsg``, the body read by one ``pread``
+at that request, because the kernel's fixed cost of a sendfile call is more
+than copying so few bytes (docs/serve.md, "Small bodies").
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import os
 import signal
 import socket
 import stat
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ import zcopy
 from ..daemon import listen  # noqa: F401  (every zcopy server listens the same way)
 from . import headers, listing
 from .conn import BODY, HEAD, IDLE, Conn, Timeouts, sweep
-from .files import Handle, Meta, MetaCache, OpenFiles, Refused, sidecar_path, snapshot
+from .files import Handle, Meta, MetaCache, OpenFiles, Refused, sidecar_path
 from .log import AccessLog, error
 from .parser import Request
 from .paths import BadTarget, Target, parse_target
@@ -41,9 +40,9 @@ from .plan import HTML, plan_file
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _TCP_CORK = getattr(socket, "TCP_CORK", 3)
 CORK_MIN = 256 * 1024  # bodies at least this long are sent corked
-# Inline 200s of files up to this size go as one send of head and a verified copy of the body:
-# measured on loopback, one send of a 4 KiB body with its head costs ~4 us less kernel time than
-# a MSG_MORE head and a sendfile, 16 KiB ~1.5 us less, 64 KiB the same (docs/serve.md).
+# Inline 200s of files up to this size go as one sendmsg of the head and the body, read at that
+# request: measured on loopback, a pread and one send of a 4 KiB body with its head cost less
+# kernel time than a MSG_MORE head and a sendfile (docs/serve.md, "Small bodies").
 SMALL_BODY = 16 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 REFUSED_LINGERING = 256  # refused (over-cap) sockets given time to read their 503
@@ -113,7 +112,7 @@ class _Rest:
     end: int
     path: str
     logged_from: int  # conn.sent when the body began
-    tail: int = 0  # body bytes at the end of ``head`` (a small body sent from its copy)
+    tail: bytes = b""  # the rest of a small body read into memory, sent after ``head``
 
 
 class Server:
@@ -432,11 +431,7 @@ class Server:
             head_only = method == "HEAD"
             head = meta.ok_head(self.dates.get())
             if not head_only and size <= self.cfg.small_body:
-                body = h.body
-                if body is None or h.body_ctime != st.st_ctime_ns or h.body_ident != meta.ident:
-                    body = self._copy_of(h, st, meta)
-                if body is not None:
-                    return self._answer_small(conn, req, h, hit[1], head, body)
+                return self._answer_small(conn, req, h, hit[1], head, size)
         try:
             n = conn.sock.send(head, 0 if head_only else _MSG_MORE)
         except OSError:
@@ -482,30 +477,23 @@ class Server:
         conn.pending = rest
         return None
 
-    def _copy_of(self, h: Handle, st: os.stat_result, meta: Meta) -> bytes | None:
-        """A verified copy of the small file ``h`` (``files.snapshot``), remembered on it."""
-        body = h.body = snapshot(h.fd, st, time.time())
-        h.body_ident = meta.ident
-        h.body_ctime = st.st_ctime_ns
-        h.reply_head = None
-        return body
-
     def _answer_small(
-        self, conn: Conn, req: Request, h: Handle, path: str, head: bytes, body: bytes
+        self, conn: Conn, req: Request, h: Handle, path: str, head: bytes, size: int
     ) -> bool | None:
-        """The inline 200 of a small file: head and body in one send (``_answer_now``)."""
-        if h.reply_head is head:
-            data = h.reply
-        else:
-            data = h.reply = head + body
-            h.reply_head = head
+        """The inline 200 of a small file: head and body in one sendmsg (``_answer_now``).
+
+        The body is read now, so it is the file as sendfile would send it now; a file
+        that is no longer ``size`` bytes is declined (the task answers it as it is).
+        """
         try:
-            n = conn.sock.send(data)
+            body = os.pread(h.fd, size + 1, 0)  # one more: a file that grew is seen here
+            if len(body) != size:
+                return False
+            n = conn.sock.sendmsg((head, body))
         except OSError:
             return False  # nothing sent: the task tries, and meets the error itself
         conn.requests += 1
-        size = len(body)
-        if n == len(data):
+        if n == len(head) + size:
             conn.sent += size
             if self.log.enabled:
                 self._log(conn, req, 200, size)
@@ -513,15 +501,20 @@ class Server:
         moved = max(0, n - len(head))
         conn.sent += moved
         h.refs += 1  # released by _finish, or by _run if the task never gets there
-        conn.pending = _Rest(req, 200, data[n:], h, 0, 0, path, conn.sent - moved, size - moved)
+        conn.pending = _Rest(req, 200, head[n:], h, 0, 0, path, conn.sent - moved, body[moved:])
         return None
 
     async def _finish(self, conn: Conn, rest: _Rest) -> None:
         """Send what the inline path could not, then log the request as one."""
         try:
-            if rest.head:
-                await self._send(conn, rest.head, rest.offset < rest.end)
-                conn.sent += rest.tail
+            try:
+                if rest.head:
+                    await self._send(conn, rest.head, bool(rest.tail) or rest.offset < rest.end)
+                if rest.tail:  # through the observed socket: counted as it goes
+                    await zcopy.acopy(conn.out, rest.tail)
+            except (OSError, asyncio.CancelledError):
+                self._log(conn, rest.req, rest.status, conn.sent - rest.logged_from)
+                raise
             if rest.offset < rest.end:
                 file = rest.handle.file
                 assert file is not None
