@@ -70,6 +70,15 @@ def test_the_same_fd_answers_while_the_file_is_the_same(tmp_path: Path) -> None:
     assert h1["etag"] == h2["etag"] and len(holding(f)) == 1
 
 
+def test_a_server_that_closes_the_file_it_was_handed_breaks_nothing(tmp_path: Path) -> None:
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"0123456789")
+    first = get(f)[3]
+    first.close()  # as a careless server might, after its zerocopysend
+    status, _, body, again = get(f, range="bytes=1-2")
+    assert (status, body) == (206, b"12") and again is not first and not again.closed
+
+
 def test_file_replaced_by_rename_is_seen_by_the_next_request(tmp_path: Path) -> None:
     f = tmp_path / "a.bin"
     f.write_bytes(b"old contents")

@@ -109,7 +109,9 @@ class OpenFileCache:
         with self._lock:
             entry = self._map.get(path)
             if entry is not None:
-                if entry.ident == (st.st_dev, st.st_ino, st.st_mode):
+                # ``closed``: a server that closes the file objects it is handed (the spec
+                # does not say it may not) must not break the next request.
+                if entry.ident == (st.st_dev, st.st_ino, st.st_mode) and not entry.file.closed:
                     entry.refs += 1
                     self._map.move_to_end(path)
                     return entry, st
