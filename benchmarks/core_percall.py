@@ -1,15 +1,17 @@
 """Per-call overhead of ``zcopy.copy`` for small copies, beside the bare syscalls it wraps.
 
 For 4 KiB and 64 KiB: file -> TCP socket (``os.sendfile``), for a ``BufferedReader``
-and a raw ``FileIO`` copied to EOF, a ``section`` of a ``FileIO``, and ``acopy`` of
-``observe(sock)`` and a section (what ``zcopy serve`` does per response, timed inside
-one running loop); bytes -> ``BytesIO`` (``BytesIO.write``); TCP socket -> TCP socket
-(``os.splice`` in and out of a pipe). Each call is timed on its own
+(the same one, rewound, and a new ``open()`` per call, opened and closed inside the
+timed call on both sides) and a raw ``FileIO`` copied to EOF, a ``section`` of a
+``FileIO``, and ``acopy`` of ``observe(sock)`` and a section (what ``zcopy serve`` does
+per response, timed inside one running loop); bytes -> ``BytesIO`` (``BytesIO.write``);
+TCP socket -> TCP socket (``os.splice`` in and out of a pipe). Each call is timed on its own
 (``perf_counter_ns``) in this process, pinned to the first CPU; the receiving end
 is drained by a child process pinned to the second, so the copy never waits for
-room. Feeding a source socket is not timed, nor is rewinding the source file. A
-row is the median over repeats of each repeat's median call, with the spread
-(min-max) over repeats. Used by ``benchmarks/core_copy.py --per-call``.
+room. Feeding a source socket is not timed, nor is rewinding the source file. Each
+row starts with an untimed warm-up of a tenth of the calls, both sides. A row is the
+median over repeats of each repeat's median call, with the spread (min-max) over
+repeats. Used by ``benchmarks/core_copy.py --per-call``.
 """
 
 from __future__ import annotations
@@ -122,6 +124,18 @@ def _pairs(
             sent += os.sendfile(sock_fd, fd, sent, size - sent)
 
     yield "file -> socket", "os.sendfile", lambda: zcopy.copy(out, f), raw_file, rewind
+
+    def fresh_zcopy() -> None:
+        with open(path, "rb") as g:
+            zcopy.copy(out, g)
+
+    def fresh_raw() -> None:
+        with open(path, "rb") as g:
+            sent = 0
+            while sent < size:
+                sent += os.sendfile(sock_fd, g.fileno(), sent, size - sent)
+
+    yield "open() per call -> socket", "open + os.sendfile", fresh_zcopy, fresh_raw, None
     raw = open(path, "rb", buffering=0)  # noqa: SIM115 (as f)
 
     def rewind_raw() -> None:
@@ -187,6 +201,10 @@ def measure(calls: int = 2000, repeat: int = 5) -> list[dict[str, Any]]:
             for row, raw_label, zc, raw, feed in _pairs(size, Path(tmp), out):
                 zc_us: list[float | None] = []
                 raw_us: list[float | None] = []
+                # Untimed warm-up of both: the first row otherwise ran while the draining
+                # child was still starting, and measured 0.1-0.25x higher than when second.
+                _time(raw, calls // 10, feed)
+                _time(zc, calls // 10, feed)
                 for _ in range(repeat):  # interleaved: a noisy moment hurts both alike
                     raw_us.append(_time(raw, calls, feed))
                     zc_us.append(_time(zc, calls, feed))
