@@ -23,6 +23,8 @@ from typing import ClassVar
 
 import httptools
 
+from . import simplehead
+
 MAX_TARGET = 8190  # the request-target, like Apache's LimitRequestLine
 MAX_FIELD = 8190  # one header field line
 MAX_HEAD = 64 * 1024  # all header fields together (about: counted per received chunk)
@@ -52,6 +54,8 @@ WANTED = frozenset(
         b"user-agent",
     }
 )
+# The wanted names as the one-step path meets them (bytes, lowercased) and keeps them (str).
+_WANTED_STR = {name: name.decode("ascii") for name in WANTED}
 # A complete request line: method token, target, version (RFC 9112 §3).
 _REQUEST_LINE = re.compile(rb"(?m)^([!#$%&'*+.^_`|~0-9A-Za-z-]+) [^ \r\n]+ HTTP/[0-9]\.[0-9]\r?$")
 # Methods httptools parses; a request line with any other token is a 501, not garbage.
@@ -126,6 +130,7 @@ class RequestReader:
     __slots__ = (
         "_body",
         "_clen",
+        "_closing",
         "_cur",
         "_expect",
         "_fields",
@@ -149,6 +154,7 @@ class RequestReader:
     )
 
     request_type: ClassVar[type[Request]] = Request  # what each head fills (a subclass: more)
+    one_step: ClassVar[bool] = True  # take simple heads without the full parser (simplehead)
 
     def __init__(
         self,
@@ -177,6 +183,7 @@ class RequestReader:
         self._expect = False
         self._repeated = False
         self._good_host = ""
+        self._closing = False  # a head without keep-alive was parsed: no one-step path after it
         # Bytes of the first request line, until its version is known (None: done watching).
         self._probe: bytearray | None = bytearray()
         self._parser = httptools.HttpRequestParser(self)
@@ -239,6 +246,8 @@ class RequestReader:
         cur.method = p.get_method().decode("ascii", "replace")
         cur.version = p.get_http_version()
         cur.keep_alive = p.should_keep_alive()
+        if not cur.keep_alive:
+            self._closing = True  # the full parser refuses what follows: let it
         cur.target = bytes(self._url)
         self.in_head = False
         self._probe = None
@@ -302,9 +311,23 @@ class RequestReader:
         self.in_head = self.in_body = self.continue_due = False
 
     def feed(self, data: bytes) -> None:
-        """Parse received bytes; complete requests (or one error request) land in ``ready``."""
+        """Parse received bytes; complete requests (or one error request) land in ``ready``.
+
+        While the full parser is between messages, heads of the common shape
+        (``simplehead``) are taken in one step; the first other byte and all after
+        it go to the full parser, which is then where it would be had it parsed the
+        simple heads itself: at the start of a message.
+        """
         if self.broken:
             return
+        if self.one_step and not (self.in_head or self.in_body or self._closing):
+            pos = 0
+            while (head := simplehead.match(data, pos)) is not None and self._take(head):
+                pos = head[3]
+            if pos:
+                if pos == len(data):
+                    return
+                data = data[pos:]
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -337,6 +360,41 @@ class RequestReader:
             self._raw += len(data)
             if self._raw > MAX_HEAD + 65536:
                 self._queue_error(414 if len(self._url) > MAX_TARGET else 431)
+
+    def _take(self, head: simplehead.Head) -> bool:
+        """Queue a simple head as the full parser's callbacks would; ``False``: leave it to them.
+
+        Left to them: no Host, a Host that is no authority, a wanted field given twice
+        (joined, or a 400 for Host): the rules and errors are theirs.
+        """
+        method, target, lines, _ = head
+        fields: dict[str, str] = {}
+        for name, value in lines:
+            key = _WANTED_STR.get(name)
+            if key is not None:
+                if key in fields:
+                    return False
+                fields[key] = value.decode("latin-1")
+        host = fields.get("host")
+        if host is None:
+            return False
+        if host != self._good_host:
+            if not valid_host(host):
+                return False
+            self._good_host = host
+        req = self.request_type()
+        req.method = method
+        req.target = target
+        req.headers = fields
+        self._probe = None  # a version was seen: no HTTP/0.9 request line to watch for
+        if self.head_sink is not None:
+            self.head_sink(req)
+        self._took(req, lines)
+        return True
+
+    def _took(self, req: Request, lines: list[tuple[bytes, bytes]]) -> None:
+        """A simple request is complete (it has no body): queue it."""
+        self.ready.append(req)
 
     def _check_request_line(self, data: bytes) -> None:
         """An HTTP/0.9-style first request line (``GET /``, no version) gets a prompt 400.

@@ -80,6 +80,13 @@ class AsgiRequestReader(RequestReader):
             self.broken = True
             raise _LimitExceeded
 
+    def _took(self, req: Request, lines: list[tuple[bytes, bytes]]) -> None:
+        """A simple request (``simplehead``): every field kept, no body, complete."""
+        assert isinstance(req, AsgiRequest)
+        req.raw_headers = lines
+        req.complete = True
+        self.ready.append(req)
+
     def _keep_body(self, req: Request, body: bytes) -> None:
         """The base reader's body sink: every chunk is kept for the app (flow control is
         the server's job: it reads the socket only when the app asks for more)."""

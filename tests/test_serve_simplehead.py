@@ -1,0 +1,189 @@
+"""The one-step path for simple request heads (serve/simplehead.py, ``RequestReader._take``)
+against the full parser (httptools): for every input, the same requests and the same state.
+
+Each case is fed to two readers, one taking simple heads in one step and one that never does
+(``one_step = False``), in the same pieces; both must queue equal requests (every field the
+server reads) and end in the same state. The random cases build heads from parts chosen to
+sit on the edges of the simple shape: a byte the target or a value may not hold, trailing
+whitespace, an empty value, a repeated Host or Range, the framing fields, other methods and
+versions, bare LF line ends, pipelines mixing both kinds, cut at random places.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from zcopy.serve import simplehead
+from zcopy.serve.asgi.reader import AsgiRequest, AsgiRequestReader
+from zcopy.serve.parser import Request, RequestReader
+
+
+class FullParser(RequestReader):
+    one_step = False
+
+
+class FullParserAsgi(AsgiRequestReader):
+    one_step = False
+
+
+class CountingReader(RequestReader):
+    """Counts the heads the full parser began."""
+
+    began = 0
+
+    def on_message_begin(self) -> None:
+        type(self).began += 1
+        super().on_message_begin()
+
+
+def seen(reader: RequestReader) -> tuple[object, ...]:
+    """Everything a server reads from a reader: its requests and its state."""
+    reqs: list[tuple[object, ...]] = []
+    for r in reader.ready:
+        row: tuple[object, ...] = (
+            r.method, r.target, r.version, r.keep_alive, r.error, sorted(r.headers.items())
+        )
+        if isinstance(r, AsgiRequest):
+            row += (r.raw_headers, r.complete, r.expect_continue, r.websocket, list(r.body))
+        reqs.append(row)
+    return (reqs, reader.in_head, reader.in_body, reader.broken, reader.continue_due)
+
+
+def both(data: bytes, cuts: list[int], asgi: bool = False) -> None:
+    fast: RequestReader = AsgiRequestReader() if asgi else RequestReader()
+    full: RequestReader = FullParserAsgi() if asgi else FullParser()
+    for reader in (fast, full):
+        start = 0
+        for end in [*cuts, len(data)]:
+            reader.feed(data[start:end])
+            start = end
+    assert seen(fast) == seen(full), data
+
+
+SIMPLE = b"GET /a/b.js?v=1&x=%20 HTTP/1.1\r\nHost: example.com:8080\r\nAccept: */*\r\n\r\n"
+TABLE = [
+    SIMPLE,
+    b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET / HTTP/1.1\r\nhost:h\r\nUser-Agent:  wrk/4 (x; y)\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nRange: bytes=0-9\r\nIf-None-Match: \"x\", W/\"y\"\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\nRange: bytes=2-3\r\n\r\n",  # repeated
+    b"GET / HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n",  # two Hosts: 400
+    b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",  # no Host: 400
+    b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",  # not an authority: 400
+    b"GET / HTTP/1.1\r\nHost: h \r\n\r\n",  # trailing space
+    b"GET / HTTP/1.1\r\nHost: h\r\nX:\r\n\r\n",  # empty value
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: caf\xc3\xa9\r\n\r\n",  # obs-text
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n  folded\r\n\r\n",  # obs-fold
+    b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n",
+    b"GET / HTTP/1.0\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcGET /2 HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"get / HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: h\n\n",
+    b"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
+    b"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n",  # 414
+    b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n",  # 431
+    b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X-A: 1\r\n" * 99 + b"\r\n",  # 100 fields: fine
+    SIMPLE * 3 + b"GET /x HTTP/1.1\r\nHost: h\r\nRange: bytes=1-2\r\n\r\n" + SIMPLE,
+]
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["static", "asgi"])
+@pytest.mark.parametrize("data", TABLE, ids=range(len(TABLE)))
+def test_the_table_parses_the_same_whole_and_cut_everywhere(data: bytes, asgi: bool) -> None:
+    both(data, [], asgi)
+    for cut in range(1, min(len(data), 160)):
+        both(data, [cut], asgi)
+
+
+TARGET_BYTES = b"/az09-._~%!$&'()*+,;=:@?#\" <>\\^`{|}\t\x7f\x80"
+VALUE_BYTES = b"az09 \t:;,\"'()/\\=*-_\x7f\x80\xff\x00"
+NAMES = [b"Host", b"host", b"HOST", b"Range", b"If-None-Match", b"Accept-Encoding", b"Referer",
+         b"User-Agent", b"X-Any", b"Accept", b"Connection", b"Content-Length",
+         b"Transfer-Encoding", b"Expect", b"Upgrade", b"Keep-Alive", b"Proxy-Connection",
+         b"Bad Name", b"Bad\x7fName", b"If-Range", b"Cookie"]
+
+
+def random_head(rnd: random.Random) -> bytes:
+    method = rnd.choice([b"GET", b"GET", b"GET", b"HEAD", b"POST", b"OPTIONS", b"GeT"])
+    target = b"/" + bytes(rnd.choice(TARGET_BYTES) for _ in range(rnd.randint(0, 12)))
+    if rnd.random() < 0.7:  # mostly bytes the simple shape allows
+        target = b"/" + bytes(rnd.choice(b"az09-._~%/?=&") for _ in range(rnd.randint(0, 12)))
+    version = rnd.choice([b"1.1"] * 6 + [b"1.0", b"2.0", b"1.2"])
+    eol = b"\r\n" if rnd.random() < 0.95 else b"\n"
+    lines = [method + b" " + target + b" HTTP/" + version]
+    if rnd.random() < 0.9:
+        lines.append(b"Host: " + rnd.choice([b"h", b"example.com:80", b"[::1]:8", b"a b"]))
+    for _ in range(rnd.choice([0, 1, 2, 3, 8])):
+        name = rnd.choice(NAMES)
+        if rnd.random() < 0.8:
+            value = bytes(rnd.choice(b"az09-,;=/*") for _ in range(rnd.randint(1, 10)))
+        else:
+            value = bytes(rnd.choice(VALUE_BYTES) for _ in range(rnd.randint(0, 6)))
+        if name == b"Content-Length":
+            value = rnd.choice([b"0", b"3", b"x"])
+        lines.append(name + b":" + rnd.choice([b" ", b"", b"  ", b"\t"]) + value)
+    head = eol.join(lines) + eol + eol
+    if b"Content-Length: 3" in head:
+        head += b"abc"
+    return head
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["static", "asgi"])
+def test_random_pipelines_parse_the_same(asgi: bool) -> None:
+    rnd = random.Random(20261202)
+    for _ in range(3000):
+        data = b"".join(random_head(rnd) for _ in range(rnd.randint(1, 4)))
+        cuts = sorted(rnd.sample(range(1, len(data)), min(len(data) - 1, rnd.randint(0, 3))))
+        both(data, cuts, asgi)
+
+
+def test_simple_heads_never_reach_the_full_parser() -> None:
+    """The point of it: a keep-alive client's usual heads, pipelined or one by one, make no
+    httptools callback at all; the first other head does."""
+    reader = CountingReader()
+    for _ in range(5):
+        reader.feed(SIMPLE)
+    reader.feed(SIMPLE * 4)
+    assert len(reader.ready) == 9 and CountingReader.began == 0
+    reader.feed(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n" + SIMPLE)
+    assert len(reader.ready) == 11 and CountingReader.began == 2  # both by the full parser
+    reader.feed(SIMPLE)
+    assert len(reader.ready) == 12 and CountingReader.began == 2  # between messages again
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X: " + b"a" * 8200 + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X: a\r\n" * 101 + b"\r\n",
+        b"GET /" + b"a" * 8190 + b" HTTP/1.1\r\nHost: h\r\n\r\n",
+    ],
+    ids=["long field", "101 fields", "long target"],
+)
+def test_no_limit_of_the_full_parser_is_crossed_in_one_step(data: bytes) -> None:
+    assert simplehead.match(data) is None
+
+
+def test_a_hostile_head_costs_one_linear_pass() -> None:
+    """Possessive quantifiers: no backtracking blow-up on near-misses (a regression here
+    would hang this test for minutes, not fail it by a margin)."""
+    near = b"GET /" + b"a" * 50_000 + b" HTTP/1.1\r\n" + b"X: " + b"a \t" * 20_000 + b"\r\n"
+    assert simplehead.match(near) is None
+    assert simplehead.match(b"GET / HTTP/1.1\r\n" + b"X: a\r\n" * 5000) is None
+
+
+def test_a_simple_request_is_a_plain_request() -> None:
+    reader = RequestReader()
+    reader.feed(SIMPLE)
+    req = reader.ready.popleft()
+    assert type(req) is Request and req.request_line == "GET /a/b.js?v=1&x=%20 HTTP/1.1"
