@@ -33,6 +33,9 @@ def byte_count(text: str) -> int:
 
     >>> byte_count("16384")
     16384
+    >>> byte_count("-1")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: '-1': must be >= 0
     """
     value = _whole(text, "a number of bytes")
     if value < 0:
