@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -99,6 +100,30 @@ class ServeProc:
     def connect(self, timeout: float = 10) -> socket.socket:
         """A client socket connected to the server."""
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+
+def run_clients(clients: Sequence[Callable[[], None]], timeout: float = 60) -> None:
+    """Run each client in its own thread at once; fail if one hangs or raises.
+
+    A client's exception is reported with the others (an assertion in a thread would
+    otherwise only print).
+    """
+    errors: list[str] = []
+
+    def guarded(client: Callable[[], None], k: int) -> None:
+        try:
+            client()
+        except BaseException as exc:
+            errors.append(f"client {k}: {exc!r}")
+
+    threads = [threading.Thread(target=guarded, args=(c, k)) for k, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "a client hung"
+    assert not errors, errors
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 15, what: str = "condition") -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import gzip
 import os
 import random
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from serve_util import ServeProc, get, request_bytes, wait_for
+from serve_util import ServeProc, get, request_bytes, run_clients, wait_for
 
 from zcopy.serve.server import SMALL_BODY
 
@@ -222,49 +223,39 @@ def check_reply(r: Reply, ask: Ask, k: int, i: int) -> None:
     assert abs(date - time.time()) < 30, f"{where}: Date {r.fields['date']}"
 
 
-def flood_one(port: int, site: Path, k: int, n: int, seed: int, errors: list[str]) -> None:
+def flood_one(port: int, site: Path, k: int, n: int, seed: int) -> None:
     """Connection ``k``: ``n`` mixed requests in pipelined batches of 1 to 8, each batch cut
     at random places, and every reply checked. Between batches the server's task waits, so
     each batch meets the inline path first, which answers up to the first request it
     declines and hands the rest to the task."""
     rnd = random.Random(seed)
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-            w = Wire(s)
-            s.sendall(request_bytes(f"/c{k}.bin"))  # the first: the task's, and the ETag
-            first = w.reply()
-            assert first.body == (site / f"c{k}.bin").read_bytes()
-            asks = mix(site, k, first.fields["etag"], n, rnd)
-            size = str(len(first.body))
-            i = 0
-            while i < len(asks):
-                batch = asks[i : i + rnd.randint(1, 8)]
-                send_in_pieces(s, b"".join(a.wire for a in batch), rnd)
-                for ask in batch:
-                    r = w.reply(head=ask.head)
-                    check_reply(r, ask, k, i)
-                    if ask.head:
-                        assert r.fields["content-length"] == size
-                    i += 1
-            s.sendall(request_bytes(f"/c{k}.bin", "Connection: close"))
-            assert w.reply().body == first.body
-            assert w.at_eof(), f"connection {k}: bytes after the last response"
-    except BaseException as exc:  # reported by the test's thread
-        errors.append(f"connection {k}: {exc!r}")
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        w = Wire(s)
+        s.sendall(request_bytes(f"/c{k}.bin"))  # the first: the task's, and the ETag
+        first = w.reply()
+        assert first.body == (site / f"c{k}.bin").read_bytes()
+        asks = mix(site, k, first.fields["etag"], n, rnd)
+        size = str(len(first.body))
+        i = 0
+        while i < len(asks):
+            batch = asks[i : i + rnd.randint(1, 8)]
+            send_in_pieces(s, b"".join(a.wire for a in batch), rnd)
+            for ask in batch:
+                r = w.reply(head=ask.head)
+                check_reply(r, ask, k, i)
+                if ask.head:
+                    assert r.fields["content-length"] == size
+                i += 1
+        s.sendall(request_bytes(f"/c{k}.bin", "Connection: close"))
+        assert w.reply().body == first.body
+        assert w.at_eof(), f"connection {k}: bytes after the last response"
 
 
 def run_flood(port: int, site: Path, n: int, seed: int) -> None:
-    errors: list[str] = []
-    threads = [
-        threading.Thread(target=flood_one, args=(port, site, k, n, seed * 100 + k, errors))
-        for k in range(CONNS)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads), "a flood client hung"
-    assert not errors, errors
+    """``flood_one`` on CONNS connections at once."""
+    run_clients(
+        [functools.partial(flood_one, port, site, k, n, seed * 100 + k) for k in range(CONNS)]
+    )
 
 
 @pytest.mark.parametrize(

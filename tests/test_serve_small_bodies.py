@@ -12,6 +12,7 @@ cap and shutdown with a copy half sent.
 
 from __future__ import annotations
 
+import functools
 import json
 import mmap
 import os
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_util import ServeProc, get, request_bytes, wait_for
+from serve_util import ServeProc, get, request_bytes, run_clients, wait_for
 from test_serve_inline import Wire, rst_close, small_rcvbuf, tagged
 
 from zcopy.serve.server import CORK_MIN, SMALL_BODY
@@ -381,7 +382,6 @@ def test_in_place_changes_racing_copy_answers_are_seen_by_the_next_request(
     olds = {k: tagged(f"<race {k}>", 6000 + 1111 * k, k) for k in range(len(kinds))}
     for k, data in olds.items():
         (tmp_path / f"r{k}.bin").write_bytes(data)
-    errors: list[str] = []
 
     def race(port: int, k: int) -> None:
         rnd = random.Random(k)
@@ -428,16 +428,10 @@ def test_in_place_changes_racing_copy_answers_are_seen_by_the_next_request(
                 t.join(10)
                 assert after >= 40, f"r{k}: {after} answers after the change"
         except BaseException as exc:
-            errors.append(f"r{k}: {exc!r}")
+            raise AssertionError(f"r{k}: {exc!r}") from exc
 
     with ServeProc(tmp_path) as proc:
-        threads = [threading.Thread(target=race, args=(proc.port, k)) for k in range(len(kinds))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert not any(t.is_alive() for t in threads), "a client hung"
-        assert not errors, errors
+        run_clients([functools.partial(race, proc.port, k) for k in range(len(kinds))], 30)
         assert proc.stop() == 0
     assert "internal error" not in proc.stderr()
 
