@@ -282,22 +282,22 @@ def test_a_client_that_stops_reading_then_resumes_gets_every_byte_in_order(
     reads: each rest follows its head, and the next answer never cuts into it; the access
     log counts every body whole. With small bodies on, the small file's answers are head and
     body in one sendmsg, so a rest may be a tail of both."""
-    own = (site / "c1.bin").read_bytes()
+    own = (site / "c0.bin").read_bytes()
     assert len(own) <= SMALL_BODY
     mid = (site / "mid.bin").read_bytes()
     asks = [
         (request_bytes("/mid.bin"), 200, mid, False),
-        (request_bytes("/c1.bin"), 200, own, False),
-        (request_bytes("/c1.bin", "Range: bytes=0-0"), 206, own[:1], False),
+        (request_bytes("/c0.bin"), 200, own, False),
+        (request_bytes("/c0.bin", "Range: bytes=0-0"), 206, own[:1], False),
         (request_bytes("/mid.bin", method="HEAD"), 200, b"", True),
-        (request_bytes("/c1.bin", method="HEAD"), 200, b"", True),
+        (request_bytes("/c0.bin", method="HEAD"), 200, b"", True),
         (request_bytes("/mid.bin"), 200, mid, False),
     ]
     with ServeProc(site, "--loop", loop, "--small-body", small) as proc:
         for round_ in range(2):
             with small_rcvbuf(proc.port) as s:
                 w = Wire(s)
-                for path in ("/mid.bin", "/c1.bin"):  # known targets from here on
+                for path in ("/mid.bin", "/c0.bin"):  # known targets from here on
                     s.sendall(request_bytes(path))
                     w.reply()
                 plan = asks * 5
@@ -314,7 +314,7 @@ def test_a_client_that_stops_reading_then_resumes_gets_every_byte_in_order(
     gets = [line for line in proc.access_log().splitlines() if '"GET /mid.bin' in line]
     assert len(gets) == 2 * (1 + 2 * 5)
     assert all(f" 200 {MID} " in line for line in gets), [g for g in gets if str(MID) not in g]
-    owns = [x for x in proc.access_log().splitlines() if '"GET /c1.bin HTTP/1.1" 200' in x]
+    owns = [x for x in proc.access_log().splitlines() if '"GET /c0.bin HTTP/1.1" 200' in x]
     assert len(owns) == 2 * (1 + 5)
     assert all(f'" 200 {len(own)} ' in line for line in owns), owns
 
@@ -916,14 +916,14 @@ def test_a_rewrite_in_place_that_keeps_size_and_mtime_is_never_served_stale(
     """A writer rewrites a small file in place, same size, and puts the old mtime back (so
     size, mtime and ETag all say "unchanged"): every answer after the write carries the new
     bytes, as sendfile's would (the body is read at each request, never kept)."""
-    path = site / "c1.bin"
+    path = site / "c0.bin"
     st = path.stat()
     assert st.st_size <= SMALL_BODY
     with ServeProc(site) as proc, proc.connect() as s:
         w = Wire(s)
         for v in range(12):
             for _ in range(3):  # the second and third are inline, head and body in one call
-                s.sendall(request_bytes("/c1.bin"))
+                s.sendall(request_bytes("/c0.bin"))
                 current = w.reply()
             new = tagged(f"<v{v}>", st.st_size, 100 + v)
             assert current.body != new
@@ -931,7 +931,7 @@ def test_a_rewrite_in_place_that_keeps_size_and_mtime_is_never_served_stale(
                 f.write(new)
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
             assert os.stat(path).st_mtime_ns == st.st_mtime_ns
-            s.sendall(request_bytes("/c1.bin"))
+            s.sendall(request_bytes("/c0.bin"))
             r = w.reply()
             assert r.body == new, f"rewrite {v}: the old bytes were served"
             assert r.fields["etag"] == current.fields["etag"]  # what the validators cannot see

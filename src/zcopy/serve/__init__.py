@@ -30,7 +30,7 @@ from .._cliargs import byte_count, port_number, positive_int, seconds
 from .log import NAME, STDERR, AccessLog
 from .loops import LOOPS, check_loop, run_loop
 
-SMALL_BODY = 16 * 1024  # server.SMALL_BODY (not imported here: the server module is heavy)
+SMALL_BODY = 8 * 1024  # server.SMALL_BODY (not imported here: the server module is heavy)
 SMALL_BODY_MAX = 256 * 1024  # server.CORK_MIN: longer bodies are never answered inline
 
 if TYPE_CHECKING:
@@ -113,8 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--small-body", type=byte_count, default=SMALL_BODY, metavar="BYTES",
-        help="send kept-alive bodies up to BYTES with their head in one send, from a copy "
-        f"verified by fstat (default {SMALL_BODY}; 0: every body by sendfile)",
+        help="read kept-alive bodies up to BYTES at each request and send them with their "
+        f"head in one sendmsg (default {SMALL_BODY}; 0: every body by sendfile)",
     )
     parser.add_argument(
         "--loop", choices=LOOPS, default="asyncio",
