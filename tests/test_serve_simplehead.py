@@ -15,7 +15,7 @@ import random
 
 import pytest
 
-from zcopy.serve import simplehead
+from zcopy.serve import parser, simplehead
 from zcopy.serve.asgi.reader import AsgiRequest, AsgiRequestReader
 from zcopy.serve.parser import Request, RequestReader
 
@@ -110,7 +110,10 @@ VALUE_BYTES = b"az09 \t:;,\"'()/\\=*-_\x7f\x80\xff\x00"
 NAMES = [b"Host", b"host", b"HOST", b"Range", b"If-None-Match", b"Accept-Encoding", b"Referer",
          b"User-Agent", b"X-Any", b"Accept", b"Connection", b"Content-Length",
          b"Transfer-Encoding", b"Expect", b"Upgrade", b"Keep-Alive", b"Proxy-Connection",
-         b"Bad Name", b"Bad\x7fName", b"If-Range", b"Cookie"]
+         b"Bad Name", b"Bad\x7fName", b"If-Range", b"Cookie",
+         # the framing names in other cases, and names they begin (no framing field)
+         b"connection", b"CONTENT-LENGTH", b"tRaNsFeR-eNcOdInG", b"EXPECT", b"keep-ALIVE",
+         b"Upgrade-Insecure-Requests", b"Connection-X", b"Content-Lengths", b"hOsT", b"rAnGe"]
 
 
 def random_head(rnd: random.Random) -> bytes:
@@ -187,3 +190,14 @@ def test_a_simple_request_is_a_plain_request() -> None:
     reader.feed(SIMPLE)
     req = reader.ready.popleft()
     assert type(req) is Request and req.request_line == "GET /a/b.js?v=1&x=%20 HTTP/1.1"
+
+
+def test_field_names_a_flood_invents_are_not_remembered() -> None:
+    """The one-step path remembers how each field name maps to a key, but not every name a
+    client invents: past the bound, names are still read right, just not kept."""
+    reader = RequestReader()
+    for i in range(3 * parser._KEYS_MAX):
+        reader.feed(b"GET / HTTP/1.1\r\nX-Made-Up-%d: 1\r\nhOsT: h\r\nRANGE: bytes=0-1\r\n\r\n" % i)
+        req = reader.ready.popleft()
+        assert req.headers == {"host": "h", "range": "bytes=0-1"}
+    assert len(parser._KEYS) <= parser._KEYS_MAX

@@ -54,8 +54,26 @@ WANTED = frozenset(
         b"user-agent",
     }
 )
-# The wanted names as the one-step path meets them (bytes, lowercased) and keeps them (str).
-_WANTED_STR = {name: name.decode("ascii") for name in WANTED}
+# A field name as sent (any case) -> its key in ``Request.headers``, or "" for a field the
+# server does not read: the one-step path looks each name up once, not lowercases it.
+# Names come from clients, so only the first _KEYS_MAX distinct ones are remembered.
+_KEYS: dict[bytes, str] = {}
+_KEYS_MAX = 512
+
+
+def _key(name: bytes) -> str:
+    """``_KEYS``' entry for a field name (stored while there is room).
+
+    >>> _key(b"Host"), _key(b"X-Anything")
+    ('host', '')
+    """
+    lower = name.lower()
+    key = lower.decode("ascii") if lower in WANTED else ""
+    if len(_KEYS) < _KEYS_MAX:
+        _KEYS[name] = key
+    return key
+
+
 # A complete request line: method token, target, version (RFC 9112 §3).
 _REQUEST_LINE = re.compile(rb"(?m)^([!#$%&'*+.^_`|~0-9A-Za-z-]+) [^ \r\n]+ HTTP/[0-9]\.[0-9]\r?$")
 # Methods httptools parses; a request line with any other token is a 501, not garbage.
@@ -322,11 +340,12 @@ class RequestReader:
             return
         if self.one_step and not (self.in_head or self.in_body or self._closing):
             pos = 0
+            end = len(data)
             while (head := simplehead.match(data, pos)) is not None and self._take(head):
                 pos = head[3]
+                if pos == end:
+                    return  # the usual case: whole heads, nothing after them
             if pos:
-                if pos == len(data):
-                    return
                 data = data[pos:]
         try:
             self._parser.feed_data(data)
@@ -367,11 +386,13 @@ class RequestReader:
         Left to them: no Host, a Host that is no authority, a wanted field given twice
         (joined, or a 400 for Host): the rules and errors are theirs.
         """
-        method, target, lines, _ = head
+        method, target, block, _ = head
         fields: dict[str, str] = {}
-        for name, value in lines:
-            key = _WANTED_STR.get(name)
-            if key is not None:
+        for name, value in simplehead.FIELD.findall(block):
+            key = _KEYS.get(name)
+            if key is None:
+                key = _key(name)
+            if key:
                 if key in fields:
                     return False
                 fields[key] = value.decode("latin-1")
@@ -389,11 +410,11 @@ class RequestReader:
         self._probe = None  # a version was seen: no HTTP/0.9 request line to watch for
         if self.head_sink is not None:
             self.head_sink(req)
-        self._took(req, lines)
+        self._took(req, block)
         return True
 
-    def _took(self, req: Request, lines: list[tuple[bytes, bytes]]) -> None:
-        """A simple request is complete (it has no body): queue it."""
+    def _took(self, req: Request, block: bytes) -> None:
+        """A simple request is complete (it has no body): queue it. ``block``: its field lines."""
         self.ready.append(req)
 
     def _check_request_line(self, data: bytes) -> None:

@@ -25,7 +25,7 @@ Python cost more than the rest of answering a small file (docs/serve.md,
 "Small files").
 
 >>> match(b"GET /a?b=1 HTTP/1.1\\r\\nHost: h\\r\\nAccept: */*\\r\\n\\r\\n")
-('GET', b'/a?b=1', [(b'host', b'h'), (b'accept', b'*/*')], 45)
+('GET', b'/a?b=1', b'Host: h\\r\\nAccept: */*\\r\\n', 45)
 >>> match(b"POST / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n") is None
 True
 """
@@ -36,18 +36,6 @@ import re
 
 MAX = 8190  # parser.MAX_FIELD (a field line) and parser.MAX_TARGET
 MAX_FIELDS = 100  # parser.MAX_FIELDS
-
-# RFC 9112 §3: method SP origin-form SP HTTP/1.1 CRLF, field lines, CRLF. Possessive
-# quantifiers never backtrack, so a hostile head costs one linear pass.
-_HEAD = re.compile(
-    rb"(GET|HEAD) (/[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*+) HTTP/1\.1\r\n"
-    rb"((?:[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[ \t]*+[!-~]++(?:[ \t]++[!-~]++)*+\r\n){1,"
-    + str(MAX_FIELDS).encode()
-    + rb"}+)\r\n"
-)
-# One field line of a block _HEAD matched: name, value (leading whitespace dropped).
-_FIELD = re.compile(rb"([^:]+):[ \t]*([^\r]*)\r\n")
-_METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
 
 # Fields whose meaning is the full parser's: a body, the connection's fate, another protocol,
 # an interim response.
@@ -63,23 +51,42 @@ FRAMING = frozenset(
     }
 )
 
-# (method, target, fields with lowercased names, where the head ends in the data)
-Head = tuple[str, bytes, list[tuple[bytes, bytes]], int]
+# RFC 9112 §3: method SP origin-form SP HTTP/1.1 CRLF, field lines, CRLF. Possessive
+# quantifiers never backtrack, so a hostile head costs one linear pass. A FRAMING name
+# (any case) fails the match where its line starts: no field is looked at twice.
+_HEAD = re.compile(
+    rb"(GET|HEAD) (/[A-Za-z0-9\-._~%!$&'()*+,;=:@/?]*+) HTTP/1\.1\r\n"
+    rb"((?:(?!(?i:" + b"|".join(sorted(FRAMING)) + rb"):)"
+    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[ \t]*+[!-~]++(?:[ \t]++[!-~]++)*+\r\n){1,"
+    + str(MAX_FIELDS).encode()
+    + rb"}+)\r\n"
+)
+# One field line of a block _HEAD matched: name, value (leading whitespace dropped).
+FIELD = re.compile(rb"([^:]+):[ \t]*([^\r]*)\r\n")
+_METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
+
+# (method, target, the field lines as sent (``fields`` splits them), where the head ends)
+Head = tuple[str, bytes, bytes, int]
 
 
 def match(data: bytes, pos: int = 0) -> Head | None:
     """The simple head that starts at ``data[pos]``, or ``None`` (the full parser's).
 
-    >>> match(b"GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\nGET /2", 0)[3]
-    27
+    >>> match(b"GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\nGET /2", 0)[2:]
+    (b'Host: h\\r\\n', 27)
     >>> match(b"GET / HTTP/1.1\\r\\nHost: h\\r\\nConnection: close\\r\\n\\r\\n") is None
     True
     """
     m = _HEAD.match(data, pos)
     if m is None or m.end() - pos > MAX:
         return None
-    fields = [(name.lower(), value) for name, value in _FIELD.findall(m[3])]
-    for name, _ in fields:
-        if name in FRAMING:
-            return None
-    return _METHODS[m[1]], m[2], fields, m.end()
+    return _METHODS[m[1]], m[2], m[3], m.end()
+
+
+def fields(block: bytes) -> list[tuple[bytes, bytes]]:
+    """The field lines of a simple head, names lowercased (as ASGI's ``headers`` has them).
+
+    >>> fields(b"Host: h\\r\\nAccept:  */*\\r\\n")
+    [(b'host', b'h'), (b'accept', b'*/*')]
+    """
+    return [(name.lower(), value) for name, value in FIELD.findall(block)]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from .. import simplehead
 from ..parser import Request, RequestReader, _LimitExceeded
 
 
@@ -80,10 +81,10 @@ class AsgiRequestReader(RequestReader):
             self.broken = True
             raise _LimitExceeded
 
-    def _took(self, req: Request, lines: list[tuple[bytes, bytes]]) -> None:
+    def _took(self, req: Request, block: bytes) -> None:
         """A simple request (``simplehead``): every field kept, no body, complete."""
         assert isinstance(req, AsgiRequest)
-        req.raw_headers = lines
+        req.raw_headers = simplehead.fields(block)
         req.complete = True
         self.ready.append(req)
 
