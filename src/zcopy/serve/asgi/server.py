@@ -76,6 +76,17 @@ class AsgiServer(Server):
         self.failed = False  # lifespan startup or shutdown failed: exit non-zero
         self.server_addr: Address | None = address(listener.getsockname())
         self._clients: dict[Conn, Address | None] = {}
+        # The reader callback receives for us (``Conn.serve_now``) and always declines to
+        # answer: the app answers in the task. Received in the callback, the request is off
+        # the socket before the loop polls again; woken only, the task had not read it yet,
+        # so the next poll reported the same input once more, a stale readiness that later
+        # cost a spurious wake-up (a recv that found nothing) or an epoll_ctl pair (measured
+        # with perf stat: 0.31 epoll_ctl and 0.1 recv per 1 MiB ranged request, now ~0).
+        self._inline = True
+
+    def _answer_now(self, conn: Conn, req: Request) -> bool:
+        """Never answered from the reader callback: every request is the app's (the task's)."""
+        return False
 
     async def serve(self) -> None:
         """Lifespan startup, then serve until told to stop, then lifespan shutdown."""
