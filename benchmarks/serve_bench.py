@@ -129,9 +129,12 @@ def servers(root: Path, tmp: Path) -> Iterator[Server | str]:
     """Each server's command line, or a string saying why it is skipped."""
     py = sys.executable
     p = free_port()
+    # --max-requests: nginx below keeps a connection for 1,000,000 requests, the Python peers
+    # for ever; zcopy's default (1,000, nginx's own default) would reconnect every 1,000.
     yield Server(ZCOPY, [py, "-m", "zcopy.serve", str(root), "--port", str(p),
-                         "--bind", "127.0.0.1", "--workers", "1", "--no-access-log"], p,
-                 note="--workers 1, no access log")
+                         "--bind", "127.0.0.1", "--workers", "1", "--no-access-log",
+                         "--max-requests", "1000000"], p,
+                 note="--workers 1, no access log, --max-requests 1000000 (as nginx's)")
     if shutil.which("nginx"):
         p = free_port()
         cfg = nginx_config(tmp, root, p)
