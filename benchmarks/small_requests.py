@@ -1,7 +1,9 @@
 """Small files, keep-alive: `zcopy serve` beside nginx and the Python servers, 1 and 2 workers.
 
 For a 4 KiB and a 64 KiB file, ``wrk -t1 -c32`` requests/s (medians over
-repeats, peers taking turns within each repeat, with min-max spread), then the
+repeats, peers taking turns within each repeat, with min-max spread), zcopy's
+ratio to each peer paired repeat by repeat (median and spread of the per-repeat
+ratios: a drift of the machine's speed cancels within a repeat), then the
 syscalls per request of each server (``strace -c -f`` attached to its process
 tree during a short wrk run, divided by the requests wrk completed). The
 servers and their settings are benchmarks/serve_bench.py's; nginx has
@@ -144,23 +146,33 @@ def run(workers: int, root: Path, tmp: Path, reps: int, seconds: float) -> list[
             xs = rps[(s.name, label)]
             row[f"rps {label}"] = median(xs)
             row[f"rps {label} spread"] = spread(xs)
+            # zcopy's req/s over this server's, repeat by repeat (the same round of turns):
+            # the machine's slow drifts cancel out of each pair, not out of two medians.
+            zs = rps.get((sb.ZCOPY, label), [])
+            pairs = [z / x for z, x in zip(zs, xs, strict=True) if z and x]
+            row[f"zcopy ratio {label}"] = median(pairs) if pairs else None
+            row[f"zcopy ratio {label} spread"] = spread(pairs) if pairs else None
         rows.append(row)
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     zc = {r["workers"]: r for r in rows if r["server"] == sb.ZCOPY}
-    lines = ["| server | workers | 4 KiB req/s (median) | spread | zcopy ÷ this | 64 KiB req/s "
-             "| spread | zcopy ÷ this | syscalls / 4 KiB request |",
+    lines = ["| server | workers | 4 KiB req/s (median) | spread | zcopy ÷ this, paired "
+             "| 64 KiB req/s | spread | zcopy ÷ this, paired | syscalls / 4 KiB request |",
              "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows:
         cells = [r["server"], str(r["workers"])]
         for label in SIZES:
             v, sp = r[f"rps {label}"], r[f"rps {label} spread"]
-            base = zc.get(r["workers"], {}).get(f"rps {label}")
+            ratio, rsp = r.get(f"zcopy ratio {label}"), r.get(f"zcopy ratio {label} spread")
+            if ratio is None:  # a file from before the paired ratios: the ratio of medians
+                base = zc.get(r["workers"], {}).get(f"rps {label}")
+                ratio = base / v if v and base else None
             cells += [f"{v:.0f}" if v else "-",
                       f"{sp['min']:.0f}-{sp['max']:.0f}" if sp else "-",
-                      f"{base / v:.2f}x" if v and base else "-"]
+                      (f"{ratio:.2f}x" + (f" ({rsp['min']:.2f}-{rsp['max']:.2f})" if rsp else ""))
+                      if ratio else "-"]
         per = r["syscalls_per_request_4k"]
         cells.append(f"{per:.1f}" if per else "-")
         lines.append("| " + " | ".join(cells) + " |")
@@ -169,8 +181,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=5.0, help="wrk seconds per run")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=3.0, help="wrk seconds per run")
     ap.add_argument("--workers", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
