@@ -45,9 +45,31 @@ _ALL = sorted(os.sched_getaffinity(0))
 ZCOPY_UVLOOP = "zcopy serve --loop uvloop"
 
 
+NGINX_PLAIN = "nginx, no open_file_cache"
+
+
+def _nginx_plain(nginx: sb.Server, root: Path, tmp: Path) -> sb.Server:
+    """nginx as installed: no ``open_file_cache`` (off by default), so an open, an fstat and a
+    close per request; serve_bench's nginx keeps fds and metadata (up to 60 s unchecked)."""
+    home = tmp / "nginx-plain"
+    home.mkdir(exist_ok=True)
+    p = free_port()
+    cfg = sb.nginx_config(home, root, p)
+    text = cfg.read_text()
+    assert "open_file_cache" in text, "serve_bench's nginx config changed: update this"
+    cfg.write_text(text.replace("  open_file_cache max=1000 inactive=20s;\n", ""))
+    argv = ["nginx", "-p", f"{home}/", "-e", f"{home}/nginx-error.log", "-c", str(cfg)]
+    note = nginx.note.replace("open_file_cache", "no open_file_cache")
+    return sb.Server(NGINX_PLAIN, argv, p, note=note)
+
+
 def servers(root: Path, tmp: Path) -> list[sb.Server | str]:
-    """serve_bench's servers, plus ``zcopy serve --loop uvloop`` when uvloop is installed."""
+    """serve_bench's servers, nginx once more without ``open_file_cache``, and ``zcopy serve
+    --loop uvloop`` when uvloop is installed."""
     found = list(sb.servers(root, tmp))
+    nginx = next((s for s in found if isinstance(s, sb.Server) and s.name == sb.NGINX), None)
+    if nginx is not None:
+        found.insert(found.index(nginx) + 1, _nginx_plain(nginx, root, tmp))
     zc = next((s for s in found if isinstance(s, sb.Server) and s.name == sb.ZCOPY), None)
     if zc is None:
         return found
@@ -98,7 +120,7 @@ def _two_workers(server: sb.Server, tmp: Path) -> bool:
     if server.name in (sb.ZCOPY, ZCOPY_UVLOOP):
         server.argv[server.argv.index("--workers") + 1] = "2"
         return True
-    if server.name == sb.NGINX:
+    if server.name in (sb.NGINX, NGINX_PLAIN):
         cfg = Path(server.argv[server.argv.index("-c") + 1])
         cfg.write_text(cfg.read_text().replace("worker_processes 1;", "worker_processes 2;"))
         return True
