@@ -201,3 +201,34 @@ def test_field_names_a_flood_invents_are_not_remembered() -> None:
         req = reader.ready.popleft()
         assert req.headers == {"host": "h", "range": "bytes=0-1"}
     assert len(parser._KEYS) <= parser._KEYS_MAX
+
+
+def test_a_repeated_field_block_gives_equal_fields_never_shared() -> None:
+    """The same field lines again are parsed once (``_take`` keeps the last block), but each
+    request gets its own dict: a change to one request's fields reaches no other."""
+    reader = RequestReader()
+    reader.feed(SIMPLE * 3)
+    reqs = [reader.ready.popleft() for _ in range(3)]
+    assert all(r.headers == {"host": "example.com:8080"} for r in reqs)
+    assert len({id(r.headers) for r in reqs}) == 3
+    for r in reqs:  # the first parsed the block, the others were given a copy of the result
+        r.headers["range"] = "bytes=0-1"
+    reader.feed(SIMPLE)
+    assert reader.ready.popleft().headers == {"host": "example.com:8080"}
+    reader.feed(b"GET / HTTP/1.1\r\nHost: other\r\n\r\n" + SIMPLE)
+    assert [r.headers for r in reader.ready] == [{"host": "other"}, {"host": "example.com:8080"}]
+
+
+def test_a_repeated_field_block_gives_each_asgi_request_its_own_headers_list() -> None:
+    reader = AsgiRequestReader()
+    reader.feed(SIMPLE * 3)
+    reqs = [reader.ready.popleft() for _ in range(3)]
+    assert isinstance(reqs[0], AsgiRequest)
+    lines = [(b"host", b"example.com:8080"), (b"accept", b"*/*")]
+    assert all(isinstance(r, AsgiRequest) and r.raw_headers == lines for r in reqs)
+    for r in reqs:  # an app may change the scope's headers list: no other request sees it
+        assert isinstance(r, AsgiRequest)
+        r.raw_headers.append((b"x", b"y"))
+    reader.feed(SIMPLE)
+    req = reader.ready.popleft()
+    assert isinstance(req, AsgiRequest) and req.raw_headers == lines

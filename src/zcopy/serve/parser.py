@@ -146,6 +146,8 @@ class RequestReader:
     """
 
     __slots__ = (
+        "_block",
+        "_block_fields",
         "_body",
         "_clen",
         "_closing",
@@ -201,6 +203,9 @@ class RequestReader:
         self._expect = False
         self._repeated = False
         self._good_host = ""
+        # The field lines of the last simple head taken, and the fields they gave (``_take``).
+        self._block = b""
+        self._block_fields: dict[str, str] = {}
         self._closing = False  # a head without keep-alive was parsed: no one-step path after it
         # Bytes of the first request line, until its version is known (None: done watching).
         self._probe: bytearray | None = bytearray()
@@ -387,22 +392,29 @@ class RequestReader:
         (joined, or a 400 for Host): the rules and errors are theirs.
         """
         method, target, block, _ = head
-        fields: dict[str, str] = {}
-        for name, value in simplehead.FIELD.findall(block):
-            key = _KEYS.get(name)
-            if key is None:
-                key = _key(name)
-            if key:
-                if key in fields:
-                    return False
-                fields[key] = value.decode("latin-1")
-        host = fields.get("host")
-        if host is None:
-            return False
-        if host != self._good_host:
-            if not valid_host(host):
+        if block == self._block:
+            # A keep-alive client sends the same fields request after request (Host,
+            # User-Agent, Accept...): the same bytes give the same fields, checked once.
+            fields = self._block_fields.copy()
+        else:
+            fields = {}
+            for name, value in simplehead.FIELD.findall(block):
+                key = _KEYS.get(name)
+                if key is None:
+                    key = _key(name)
+                if key:
+                    if key in fields:
+                        return False
+                    fields[key] = value.decode("latin-1")
+            host = fields.get("host")
+            if host is None:
                 return False
-            self._good_host = host
+            if host != self._good_host:
+                if not valid_host(host):
+                    return False
+                self._good_host = host
+            self._block = block
+            self._block_fields = fields.copy()  # its own copy: a request's may be changed
         req = self.request_type()
         req.method = method
         req.target = target

@@ -52,13 +52,17 @@ class AsgiRequestReader(RequestReader):
     answered stays at the front until the server pops it.
     """
 
-    __slots__ = ()
+    __slots__ = ("_lines", "_lines_block")
 
     request_type = AsgiRequest  # the base reader makes one per head (one object per request)
     _cur: AsgiRequest
 
     def __init__(self) -> None:
         super().__init__(on_body=self._keep_body)
+        # The field lines of the last simple head, split (``_took``): a keep-alive client
+        # repeats them, and the same bytes split the same way.
+        self._lines_block = b""
+        self._lines: list[tuple[bytes, bytes]] = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """httptools: one field; the static limits apply, and every field is kept."""
@@ -84,7 +88,10 @@ class AsgiRequestReader(RequestReader):
     def _took(self, req: Request, block: bytes) -> None:
         """A simple request (``simplehead``): every field kept, no body, complete."""
         assert isinstance(req, AsgiRequest)
-        req.raw_headers = simplehead.fields(block)
+        if block != self._lines_block:
+            self._lines_block = block
+            self._lines = simplehead.fields(block)
+        req.raw_headers = self._lines.copy()  # the scope's list is the app's to change
         req.complete = True
         self.ready.append(req)
 
