@@ -85,26 +85,44 @@ class FileShrank(RuntimeError):
 
 # Header lines already split: a file's Content-Type, ETag and dates come with every answer.
 _PAIRS: dict[bytes, tuple[bytes, bytes]] = {}
+# ... and whole blocks of them: all the lines of a plan's fields but the last, which for
+# a range is its own Content-Range (the rest are the file's, the same every time).
+_BLOCKS: dict[bytes, Headers] = {}
 PAIRS_MAX = 1024  # then forgotten at once: a cache, never a leak
+
+
+def _pair(line: bytes) -> tuple[bytes, bytes]:
+    """One header line (no CRLF) as a ``(name, value)`` pair, the name lower-cased."""
+    pair = _PAIRS.get(line)
+    if pair is None:
+        name, _, value = line.partition(b":")
+        pair = (name.strip().lower(), value.strip())
+        if len(_PAIRS) >= PAIRS_MAX:
+            _PAIRS.clear()
+        _PAIRS[line] = pair
+    return pair
 
 
 def header_list(fields: bytes) -> Headers:
     """CRLF-terminated header lines as ASGI ``(name, value)`` pairs, names lower-cased.
 
-    >>> header_list(b"Content-Type: text/plain\\r\\nETag: \\"1\\"\\r\\n")
-    [(b'content-type', b'text/plain'), (b'etag', b'"1"')]
+    >>> header_list(b"Content-Type: text/plain\\r\\nETag: \\"1\\"\\r\\nX: 2\\r\\n")
+    [(b'content-type', b'text/plain'), (b'etag', b'"1"'), (b'x', b'2')]
+    >>> header_list(b"X: 2\\r\\n"), header_list(b"")
+    ([(b'x', b'2')], [])
     """
-    out: Headers = []
-    for line in fields.split(b"\r\n"):
-        if line:
-            pair = _PAIRS.get(line)
-            if pair is None:
-                name, _, value = line.partition(b":")
-                pair = (name.strip().lower(), value.strip())
-                if len(_PAIRS) >= PAIRS_MAX:
-                    _PAIRS.clear()
-                _PAIRS[line] = pair
-            out.append(pair)
+    last = fields.rfind(b"\r\n", 0, len(fields) - 2)
+    last = last + 2 if last >= 0 else 0  # where the last line starts
+    block = fields[:last]
+    known = _BLOCKS.get(block)
+    if known is None:
+        known = [_pair(line) for line in block.split(b"\r\n") if line]
+        if len(_BLOCKS) >= PAIRS_MAX:
+            _BLOCKS.clear()
+        _BLOCKS[block] = known
+    out = known.copy()  # the caller's to extend
+    if last < len(fields):
+        out.append(_pair(fields[last:-2]))
     return out
 
 

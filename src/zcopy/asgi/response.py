@@ -63,6 +63,29 @@ def describe(
     )
 
 
+_ABSOLUTE: dict[str, str] = {}  # a path as given -> made absolute, for the ones that need it
+ABSOLUTE_MAX = 1024  # then forgotten at once: a cache, never a leak
+
+
+def absolute(path: str) -> str:
+    """``os.path.abspath(path)``; a path that is absolute and normal already costs a lookup.
+
+    The working directory is read every time for a relative path (it may change).
+
+    >>> absolute("/srv/a.txt"), absolute("/srv//x/../a.txt"), absolute("a") == os.path.abspath("a")
+    ('/srv/a.txt', '/srv/a.txt', True)
+    """
+    done = _ABSOLUTE.get(path)
+    if done is not None:
+        return done
+    done = os.path.abspath(path)
+    if path.startswith("/"):  # not relative to the working directory: the answer holds
+        if len(_ABSOLUTE) >= ABSOLUTE_MAX:
+            _ABSOLUTE.clear()
+        _ABSOLUTE[path] = done
+    return done
+
+
 def with_charset(media_type: str) -> str:
     """A text type without a charset gets ``charset=utf-8`` (as Starlette does).
 
@@ -111,7 +134,7 @@ class FileResponse(ResponseBase):
         content_disposition_type: str = "attachment",
         background: BackgroundTask | None = None,
     ) -> None:
-        self.path = os.path.abspath(os.fspath(path))
+        self.path = absolute(os.fspath(path))
         self.status_code = status_code
         self.filename = filename
         self.background = background
@@ -136,7 +159,8 @@ class FileResponse(ResponseBase):
         """Answer one request for the file."""
         verb = method(scope)
         # Fields added after construction (set_cookie, FastAPI's sub-response) count too.
-        extra = [(k, v) for k, v in self.raw_headers if k not in PLANNED]
+        raw = self.raw_headers
+        extra = [(k, v) for k, v in raw if k not in PLANNED] if raw else ()
         try:
             opened, st = FILES.acquire(self.path)
         except Refused as refused:

@@ -300,26 +300,32 @@ class Exchange:
 
     async def _zerocopysend(self, message: dict[str, Any]) -> None:
         file = message["file"]
-        fd = file if isinstance(file, int) else file.fileno()
+        # A plain FileIO goes to the core as itself: the core classifies a file object
+        # once (an fd number on every send), and an app that keeps its files open
+        # (zcopy.asgi.FileResponse does) hands over the same object each time.
+        if type(file) is io.FileIO:
+            fd = file.fileno()
+            source: int | io.FileIO = file
+        else:
+            fd = source = file if isinstance(file, int) else file.fileno()
         offset = message.get("offset")
         count = message.get("count")
-        more = bool(message.get("more_body", False))
         # Without an offset the file's own position is used and moved, as sendfile(2) does.
         start = os.lseek(fd, 0, os.SEEK_CUR) if offset is None else offset
         if count is None:
             count = max(os.fstat(fd).st_size - start, 0)
-        # A plain FileIO goes to the core as itself: the core classifies a file object
-        # once (an fd number on every send), and an app that keeps its files open
-        # (zcopy.asgi.FileResponse does) hands over the same object each time.
-        source: int | io.FileIO = file if type(file) is io.FileIO else fd
-        sent = await self._file(source, start, count, more=more, name=f"fd {fd}")
+        sent = await self._file(source, start, count, more=bool(message.get("more_body")))
         if offset is None:
             os.lseek(fd, start + sent, os.SEEK_SET)
 
     async def _file(
-        self, fd: int | io.FileIO, offset: int, count: int, *, more: bool, name: str
+        self, fd: int | io.FileIO, offset: int, count: int, *, more: bool, name: str = ""
     ) -> int:
-        """Send ``count`` bytes of ``fd`` from ``offset`` by sendfile, framed; return them."""
+        """Send ``count`` bytes of ``fd`` from ``offset`` by sendfile, framed; return them.
+
+        The head (or a chunk's size line) goes first under MSG_MORE, written here when
+        the socket takes it whole (it nearly always does): one coroutine for the lot.
+        """
         head = self.head
         assert head is not None
         framing = head.framing
@@ -337,11 +343,33 @@ class Exchange:
             return 0
         if framing is Framing.CHUNKED:
             prefix += response.chunk_size_line(count)
-        await self._write(prefix, more=True)
-        sent = await self._sendfile(fd, offset, count)
+        if prefix:  # a multipart body's later parts have none: no empty send
+            n = self._send_now(prefix, _MSG_MORE)
+            if n != len(prefix):
+                await self._write_rest(prefix, n)
+        conn = self.conn
+        sock = conn.sock
+        cork = count >= CORK_MIN
+        if cork:  # as the static server does, and for the same reason (see server.CORK_MIN)
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+        loop = self.server.loop
+        assert loop is not None
+        # The sweeper's stalled-send rule is armed while the copy may wait for the client.
+        conn.deadline = loop.time() + self.server.limits.send
+        try:
+            sent: int = await zcopy.acopy(conn.out, zcopy.section(fd, offset, count))
+        except (ConnectionError, TimeoutError) as exc:
+            self.disconnected = True
+            raise ClientDisconnected(str(exc)) from exc
+        finally:
+            conn.seen, conn.deadline = conn.sent, _NEVER  # the app's own time is not a stall
+            if cork:  # uncorking pushes the tail now, never after the 200 ms cork timer
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
         self.body_sent += sent
         if sent < count:
-            raise FileShrank(f"{name} ended after {sent} of {count} bytes from offset {offset}")
+            what = name or f"fd {fd if isinstance(fd, int) else fd.fileno()}"
+            raise FileShrank(f"{what} ended after {sent} of {count} bytes from offset {offset}")
         tail = b"\r\n" if framing is Framing.CHUNKED else b""
         if not more:
             self._finish()
@@ -366,33 +394,25 @@ class Exchange:
 
     async def _write(self, data: bytes, *, more: bool = False) -> None:
         """Write ``data``; wait (bounded by the send timeout's no-progress rule) if it must."""
-        conn = self.conn
+        n = self._send_now(data, _MSG_MORE if more else 0)
+        if n != len(data):
+            await self._write_rest(data, n)
+
+    def _send_now(self, data: bytes, flags: int) -> int:
+        """Write what the socket takes now; how much (``ClientDisconnected`` if it is gone)."""
         try:
-            n = conn.sock.send(data, _MSG_MORE if more else 0)
+            return self.conn.sock.send(data, flags)
         except BlockingIOError:
-            n = 0
+            return 0
         except OSError as exc:
             self.disconnected = True
             raise ClientDisconnected(str(exc)) from exc
-        if n == len(data):
-            return
+
+    async def _write_rest(self, data: bytes, n: int) -> None:
+        """The rest of ``data`` after ``n`` bytes, waiting for the socket."""
+        conn = self.conn
         conn.sent += n
         await self._wait_io(zcopy.acopy(conn.out, memoryview(data)[n:]))
-
-    async def _sendfile(self, fd: int | io.FileIO, offset: int, count: int) -> int:
-        """``count`` bytes of ``fd`` from ``offset`` by the core's sendfile; fewer: it shrank."""
-        sock = self.conn.sock
-        cork = count >= CORK_MIN
-        if cork:  # as the static server does, and for the same reason (see server.CORK_MIN)
-            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
-        try:
-            return await self._wait_io(
-                zcopy.acopy(self.conn.out, zcopy.section(fd, offset, count))
-            )
-        finally:
-            if cork:  # uncorking pushes the tail now, never after the 200 ms cork timer
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
 
     async def _wait_io(self, work: Any) -> int:
         """Await a socket write with the sweeper's stalled-send rule armed meanwhile."""

@@ -19,6 +19,7 @@ from http import HTTPStatus
 from typing import Any
 
 _PHRASES = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+_STATUS_LINES = {n: b"HTTP/1.1 %d %s\r\n" % (n, phrase) for n, phrase in _PHRASES.items()}
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _HOP = frozenset({b"connection", b"transfer-encoding", b"keep-alive"})
 _BAD_VALUE = re.compile(rb"[\r\n\x00]")
@@ -50,10 +51,10 @@ class ResponseHead:
     keep_alive: bool
 
 
-def _content_length(value: bytes, seen: int | None) -> int:
+def _content_length(value: bytes | bytearray, seen: int | None) -> int:
     text = value.strip()
     if not text.isdigit():
-        raise BadResponse(f"Content-Length {value[:40]!r} is not a number")
+        raise BadResponse(f"Content-Length {bytes(value[:40])!r} is not a number")
     n = int(text)
     if seen is not None and seen != n:
         raise BadResponse(f"two different Content-Length fields: {seen} and {n}")
@@ -71,17 +72,19 @@ class AppFields:
     close: bool  # the app said ``Connection: close``
 
 
-# Checked heads by (status, fields): most apps answer with a few head shapes (a hello, a
-# JSON page), and checking every name and value costs more than the rest of ``start``.
-_CHECKED: dict[tuple[int, tuple[Any, ...]], AppFields] = {}
-CHECKED_MAX = 256  # then forgotten at once: a cache, never a leak (heads with a varying
-# Content-Range or ETag miss it, and find their other fields in ``_FIELDS``)
-Checked = tuple[bytes, bytes, bytes]  # a field's lower-case name, its value, its line
-_FIELDS: dict[Any, Checked] = {}  # (name, value) -> its checked facts
+# What a checked field does to the head (``Field``): most are only a line to copy.
+_COPY, _LENGTH, _DATE, _SERVER, _HOP_CLOSE, _HOP_DROP = range(6)
+# A checked field: its CRLF-terminated line, what it does, its Content-Length, the pair
+Field = tuple[bytes, int, int, object]
+# Checked fields by their (name, value) pair: most heads repeat their fields (a type, an
+# ETag), and checking a name and a value costs more than the rest of ``start``. A head
+# new in one field (a ranged answer's Content-Range) checks that field only.
+_FIELDS: dict[Any, Field] = {}
+CHECKED_MAX = 256  # then forgotten at once: a cache, never a leak
 
 
-def _field(pair: Iterable[bytes]) -> Checked:
-    """One app field checked: its lower-case name, its value and its CRLF-terminated line."""
+def _field(pair: Iterable[bytes]) -> tuple[bytes, int, int]:
+    """One app field checked (``BadResponse`` if it would corrupt the head): its ``Field``."""
     try:
         name, value = pair
     except (TypeError, ValueError):
@@ -90,73 +93,84 @@ def _field(pair: Iterable[bytes]) -> Checked:
         raise BadResponse(f"header name and value must be bytes, not {pair!r}")
     if not _TOKEN.match(name) or _BAD_VALUE.search(value):
         raise BadResponse(f"header {bytes(name)[:40]!r} would corrupt the response head")
-    return bytes(name).lower(), bytes(value), b"%s: %s\r\n" % (name, value)
+    key = bytes(name).lower()
+    line = b"%s: %s\r\n" % (name, value)
+    if key in _HOP:
+        close = key == b"connection" and b"close" in value.lower()
+        return line, _HOP_CLOSE if close else _HOP_DROP, 0
+    if key == b"content-length":
+        return line, _LENGTH, _content_length(value, None)
+    if key == b"date":
+        return line, _DATE, 0
+    if key == b"server":
+        return line, _SERVER, 0
+    return line, _COPY, 0
 
 
-def app_fields(
-    status: int,
-    fields: Iterable[Iterable[bytes]],
-    memo: dict[Any, Checked] | None = None,
-) -> AppFields:
-    """Check the app's status line and fields; ``BadResponse`` for one that would corrupt the head.
-
-    ``memo`` remembers each checked field (the caller vouches that every pair is a
-    tuple of two ``bytes``).
-
-    >>> app_fields(200, [(b"Connection", b"close"), (b"X", b"1")])
-    AppFields(data=b'HTTP/1.1 200 OK\\r\\nX: 1\\r\\n', length=None, own_date=False, own_server=False, close=True)
-    """  # noqa: E501
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES.get(status, b""))]
-    length: int | None = None
-    own_date = own_server = close = False
-    for pair in fields:
-        known = memo.get(pair) if memo is not None else None
-        if known is None:
-            known = _field(pair)
-            if memo is not None:
-                if len(memo) >= CHECKED_MAX:
-                    memo.clear()
-                memo[pair] = known
-        key, value, line = known
-        if key in _HOP:
-            if key == b"connection" and b"close" in value.lower():
-                close = True
-            continue
-        if key == b"content-length":
-            length = _content_length(value, length)
-        elif key == b"date":
-            own_date = True
-        elif key == b"server":
-            own_server = True
-        lines.append(line)
-    return AppFields(b"".join(lines), length, own_date, own_server, close)
+def _remember(pair: Any) -> Field:
+    """``pair`` checked, and remembered (with ``pair`` itself) when it is two exact ``bytes``."""
+    if type(pair) is tuple and len(pair) == 2 and type(pair[0]) is bytes is type(pair[1]):
+        known = _FIELDS.get(pair)
+        if known is not None:  # equal bytes, exactly bytes: the same line and facts
+            known = (known[0], known[1], known[2], pair)
+        else:
+            known = (*_field(pair), pair)
+            if len(_FIELDS) >= CHECKED_MAX:
+                _FIELDS.clear()
+        _FIELDS[pair] = known
+        return known
+    return (*_field(pair), pair)
 
 
 def checked(status: int, fields: Iterable[Iterable[bytes]]) -> AppFields:
-    """``app_fields``, remembered for fields that are all ``bytes`` (hashable, immutable).
+    """Check the app's status line and fields; ``BadResponse`` for one that would corrupt the head.
 
-    A whole head is remembered, and each field of it: a head that differs in one
-    field from the last (a ``Content-Range``, an ``ETag``) checks that field only.
+    A field that is a tuple of two ``bytes`` (hashable, immutable) is checked
+    once and remembered; any other shape (a list, a ``bytearray``, a
+    ``memoryview`` equal to remembered bytes) is checked every time.
 
-    >>> checked(200, [(b"a", b"1")]) is checked(200, ((b"a", b"1"),))
-    True
-    """
-    items = tuple(fields)
-    for pair in items:
-        # Only tuples of two bytes: a bytes-equal memoryview or a list must be checked itself.
-        if type(pair) is not tuple or len(pair) != 2:
-            return app_fields(status, items)
-        name, value = pair
-        if type(name) is not bytes or type(value) is not bytes:
-            return app_fields(status, items)
-    key = (status, items)
-    found = _CHECKED.get(key)
-    if found is None:
-        found = app_fields(status, items, _FIELDS)
-        if len(_CHECKED) >= CHECKED_MAX:
-            _CHECKED.clear()
-        _CHECKED[key] = found
-    return found
+    >>> checked(200, [(b"Connection", b"close"), (b"X", b"1")])
+    AppFields(data=b'HTTP/1.1 200 OK\\r\\nX: 1\\r\\n', length=None, own_date=False, own_server=False, close=True)
+    """  # noqa: E501
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES.get(status, b""))]
+    facts = _scan(fields, lines)
+    return AppFields(b"".join(lines), *facts)
+
+
+def _scan(
+    fields: Iterable[Iterable[bytes]], lines: list[bytes]
+) -> tuple[int | None, bool, bool, bool]:
+    """``checked``'s work: append the lines to copy; Content-Length, own Date, own Server, close."""
+    length: int | None = None
+    own_date = own_server = close = False
+    memo = _FIELDS
+    for pair in fields:
+        try:
+            known = memo.get(pair)
+        except TypeError:  # unhashable (a list, a bytearray): checked every time, below
+            known = None
+        # The very pair checked before (an app that keeps its header tuples, as
+        # zcopy.asgi.FileResponse does) is known by identity; an equal one only after
+        # its types are seen to be exactly bytes: a lookalike is checked itself.
+        if known is None or known[3] is not pair:
+            known = _remember(pair)
+        line, does, number, _ = known
+        if does == _COPY:
+            lines.append(line)
+            continue
+        if does == _LENGTH:
+            if length is not None and length != number:
+                raise BadResponse(f"two different Content-Length fields: {length} and {number}")
+            length = number
+        elif does == _DATE:
+            own_date = True
+        elif does == _SERVER:
+            own_server = True
+        else:  # hop-by-hop: the server's business, never copied
+            close = close or does == _HOP_CLOSE
+            continue
+        lines.append(line)
+    return length, own_date, own_server, close
 
 
 def start(
@@ -182,17 +196,17 @@ def start(
     """  # noqa: E501
     if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
         raise BadResponse(f"status must be an int from 200 to 599, not {status!r}")
-    app = checked(int(status), fields)  # HTTPStatus.OK keys the cache as 200
-    length = app.length
-    if app.close:
+    status = int(status)  # HTTPStatus.OK is 200
+    lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+    length, own_date, own_server, close = _scan(fields, lines)
+    if close:
         keep_alive = False
-    lines = [app.data]
-    if date_block and not (app.own_date or app.own_server):
+    if date_block and not (own_date or own_server):
         lines.append(date_block)  # the usual case: no need to look inside
     elif date_block:
         for line in date_block.splitlines(keepends=True):
-            if not (app.own_date and line.startswith(b"Date:")) and not (
-                app.own_server and line.startswith(b"Server:")
+            if not (own_date and line.startswith(b"Date:")) and not (
+                own_server and line.startswith(b"Server:")
             ):
                 lines.append(line)
     if head_request or status in (204, 304):
