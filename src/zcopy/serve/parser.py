@@ -54,21 +54,26 @@ WANTED = frozenset(
         b"user-agent",
     }
 )
-# A field name as sent (any case) -> its key in ``Request.headers``, or "" for a field the
-# server does not read: the one-step path looks each name up once, not lowercases it.
-# Names come from clients, so only the first _KEYS_MAX distinct ones are remembered.
+# A field name as sent (any case) -> its key in ``Request.headers``, "" for a field the
+# server does not read, _FRAMING for one that makes a head not simple (simplehead.FRAMING):
+# the one-step path looks each name up once, not lowercases it. Names come from clients,
+# so only the first _KEYS_MAX distinct ones are remembered.
 _KEYS: dict[bytes, str] = {}
 _KEYS_MAX = 512
+_FRAMING = "\n"  # no field name holds a line feed
 
 
 def _key(name: bytes) -> str:
     """``_KEYS``' entry for a field name (stored while there is room).
 
-    >>> _key(b"Host"), _key(b"X-Anything")
-    ('host', '')
+    >>> _key(b"Host"), _key(b"X-Anything"), _key(b"CONNECTION") == _FRAMING
+    ('host', '', True)
     """
     lower = name.lower()
-    key = lower.decode("ascii") if lower in WANTED else ""
+    if lower in simplehead.FRAMING:
+        key = _FRAMING
+    else:
+        key = lower.decode("ascii") if lower in WANTED else ""
     if len(_KEYS) < _KEYS_MAX:
         _KEYS[name] = key
     return key
@@ -403,8 +408,8 @@ class RequestReader:
                 if key is None:
                     key = _key(name)
                 if key:
-                    if key in fields:
-                        return False
+                    if key in fields or key == _FRAMING:
+                        return False  # the full parser's: a repeated field, or the framing
                     fields[key] = value.decode("latin-1")
             host = fields.get("host")
             if host is None:
