@@ -155,3 +155,25 @@ def test_a_lookalike_of_a_remembered_field_is_checked_itself() -> None:
         plan(200, [(Liar(b"bad name"), b"1")])
     with pytest.raises(BadResponse, match="corrupt"):
         plan(200, [(b"x-a", Liar(b"1\r\nX-Evil: 1"))])
+
+
+def test_a_value_that_would_add_well_formed_lines_is_refused() -> None:
+    """Each line of the head would be well-formed, but one value made two: refused."""
+    with pytest.raises(BadResponse, match="corrupt"):
+        plan(200, [(b"x-a", b"1\r\nSet-Cookie: a=b"), (b"x-b", b"2")])
+    with pytest.raises(BadResponse, match="corrupt"):
+        plan(200, [(b"x-a", b"1\r\n\r\nbody")])
+
+
+def test_the_servers_fields_are_found_in_any_case_and_any_iterable() -> None:
+    data, framing, length, keep = plan(
+        200, [(b"Content-Length", b" 7 "), (b"DATE", b"x"), (b"x", b"content-length: 9")]
+    )
+    assert (framing, length, keep) == (Framing.LENGTH, 7, True)
+    assert b"DATE: x\r\n" in data and b"Thu, 01 Jan" not in data
+    data, _, _, keep = plan(200, [(b"x", b"1"), (b"KEEP-ALIVE", b"timeout=5"),
+                                  (b"Connection", b"Close")])
+    assert not keep and b"KEEP-ALIVE" not in data and b"x: 1\r\n" in data
+    once = start(200, iter([(b"x-a", b"1")]), head_request=False, http10=False,
+                 keep_alive=True, date_block=DATE)
+    assert once.data.startswith(b"HTTP/1.1 200 OK\r\nx-a: 1\r\n")
