@@ -232,3 +232,22 @@ def test_a_repeated_field_block_gives_each_asgi_request_its_own_headers_list() -
     reader.feed(SIMPLE)
     req = reader.ready.popleft()
     assert isinstance(req, AsgiRequest) and req.raw_headers == lines
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["static", "asgi"])
+def test_a_head_begun_behind_simple_heads_is_bounded_as_the_full_parser_bounds_it(
+    asgi: bool,
+) -> None:
+    """A partial head's raw bytes are counted per chunk, the chunk it began in whole
+    (``feed``): simple heads taken in one step before it count too, or a hostile client
+    that puts 64 KiB of simple heads in front of a 70 KiB unfinished field line gets its
+    431 from the full parser and none from the one-step reader."""
+    simple = b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 8000 + b"\r\n\r\n"
+    assert simplehead.match(simple) is not None
+    front = simple * 8
+    partial = b"GET / HTTP/1.1\r\nHost: h\r\nX-Y: " + b"b" * 70_000
+    limit = parser.MAX_HEAD + 65536  # what feed lets an unfinished head hold
+    assert len(partial) <= limit < len(front) + len(partial)
+    both(front + partial, [], asgi)
+    both(front + partial, [len(front) + 1000], asgi)  # the head begins in the first chunk
+    both(front + partial, [len(front)], asgi)  # it begins a chunk: no simple head in it

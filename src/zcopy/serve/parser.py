@@ -348,8 +348,8 @@ class RequestReader:
         """
         if self.broken:
             return
+        pos = 0  # bytes of simple heads taken from the front of this chunk
         if self.one_step and not (self.in_head or self.in_body or self._closing):
-            pos = 0
             end = len(data)
             while (head := simplehead.match(data, pos)) is not None and self._take(head):
                 pos = head[3]
@@ -386,7 +386,8 @@ class RequestReader:
         if self.in_head:
             # A field still being accumulated inside httptools is invisible to on_header:
             # bound the raw bytes (over-counted by at most the chunk the head began in).
-            self._raw += len(data)
+            # The simple heads taken from it count too: the full parser alone counts them.
+            self._raw += pos + len(data)
             if self._raw > MAX_HEAD + 65536:
                 self._queue_error(414 if len(self._url) > MAX_TARGET else 431)
 
