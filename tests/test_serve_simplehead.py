@@ -251,3 +251,34 @@ def test_a_head_begun_behind_simple_heads_is_bounded_as_the_full_parser_bounds_i
     both(front + partial, [], asgi)
     both(front + partial, [len(front) + 1000], asgi)  # the head begins in the first chunk
     both(front + partial, [len(front)], asgi)  # it begins a chunk: no simple head in it
+
+
+def test_a_head_sink_sees_the_full_parsers_heads_and_its_errors() -> None:
+    """``on_head`` runs inside httptools' callback: the reader is in the body state then, and
+    a sink that raises makes the request a 400 (HttpParserCallbackError), not an exception
+    out of ``feed``. A reader with a sink leaves every head to the full parser, so a caller's
+    sink meets one behaviour whichever path the bytes would have taken."""
+    heads = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n" * 2
+
+    def record(into: list[tuple[str, bool, bool]], reader: RequestReader) -> None:
+        reader.head_sink = lambda req: into.append((req.method, reader.in_head, reader.in_body))
+
+    sunk: list[list[tuple[str, bool, bool]]] = []
+    for cls in (RequestReader, FullParser):
+        reader = cls()
+        sunk.append([])
+        record(sunk[-1], reader)
+        reader.feed(heads)
+        assert len(reader.ready) == 2
+    assert sunk[0] == sunk[1] == [("GET", False, True)] * 2
+
+    def broken_sink(req: Request) -> None:
+        raise ValueError("the caller's bug")
+
+    states = []
+    for cls in (RequestReader, FullParser):
+        reader = cls(on_head=broken_sink)
+        reader.feed(heads)
+        states.append(seen(reader))
+    assert states[0] == states[1]
+    assert states[0][3] is True  # broken: a 400 queued

@@ -395,8 +395,12 @@ class RequestReader:
         """Queue a simple head as the full parser's callbacks would; ``False``: leave it to them.
 
         Left to them: no Host, a Host that is no authority, a wanted field given twice
-        (joined, or a 400 for Host): the rules and errors are theirs.
+        (joined, or a 400 for Host): the rules and errors are theirs. And every head when
+        ``on_head`` is set: it runs inside their callback (the reader in the body state, an
+        exception from it a 400), and a sink must meet that whichever path the bytes take.
         """
+        if self.head_sink is not None:
+            return False
         method, target, block, _ = head
         if block == self._block:
             # A keep-alive client sends the same fields request after request (Host,
@@ -426,8 +430,6 @@ class RequestReader:
         req.target = target
         req.headers = fields
         self._probe = None  # a version was seen: no HTTP/0.9 request line to watch for
-        if self.head_sink is not None:
-            self.head_sink(req)
         self._took(req, block)
         return True
 
