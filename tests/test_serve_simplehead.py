@@ -282,3 +282,35 @@ def test_a_head_sink_sees_the_full_parsers_heads_and_its_errors() -> None:
         states.append(seen(reader))
     assert states[0] == states[1]
     assert states[0][3] is True  # broken: a 400 queued
+
+
+# Field blocks the one-step path must never take for one another: each pair has the same
+# length (a memo keyed on less than the bytes would confuse them) and differs in what the
+# full parser makes of it: Host validity, a framing name, a repeated field, a value.
+SAME_LENGTH = [
+    (b"Host: abc\r\n", b"Host: a b\r\n"),  # a valid authority, then none: 400
+    (b"Host: h\r\nAccept: x\r\n", b"Host: h\r\nExpect: x\r\n"),  # framing (Expect)
+    (b"Host: h\r\nUser-Agent: x\r\n", b"Host: h\r\nConnection: x\r\n"),
+    (b"Host: h\r\nAccept-Charset: 0\r\n", b"Host: h\r\nContent-Length: 0\r\n"),
+    (b"Host: h\r\nRange: bytes=0-1\r\n", b"Host: h\r\nrange: bytes=0-2\r\n"),  # a value
+    (b"Host: h\r\nX-AAA: 1\r\nX-BBB: 2\r\n", b"Host: h\r\nRange: 1\r\nRange: 2\r\n"),  # twice
+    (b"Host: h\r\nX-A: 1\r\n", b"Host: h\r\nX-B: 1\r\n"),  # the ASGI headers differ
+    (b"Host: h\r\nXost: h\r\n", b"Host: h\r\nHost: h\r\n"),  # two Hosts: 400
+]
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["static", "asgi"])
+@pytest.mark.parametrize("pair", SAME_LENGTH, ids=range(len(SAME_LENGTH)))
+def test_a_field_block_is_remembered_by_its_bytes_and_only_once_taken(
+    pair: tuple[bytes, bytes], asgi: bool
+) -> None:
+    """The last taken block is kept (``_take``, ``_took``): a different block of the same
+    length, and a block the one-step path refused (left to the full parser), sent again
+    right after, must each be read afresh."""
+    first, second = (b"GET / HTTP/1.1\r\n" + block + b"\r\n" for block in pair)
+    assert len(first) == len(second)
+    for heads in ([first, second], [first, second, second], [second, first, second, first]):
+        data = b"".join(heads)
+        both(data, [], asgi)
+        # one head per feed, as a keep-alive client sends them: each feed starts afresh
+        both(data, [len(first) * n for n in range(1, len(heads))], asgi)
