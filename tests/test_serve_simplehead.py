@@ -314,3 +314,64 @@ def test_a_field_block_is_remembered_by_its_bytes_and_only_once_taken(
         both(data, [], asgi)
         # one head per feed, as a keep-alive client sends them: each feed starts afresh
         both(data, [len(first) * n for n in range(1, len(heads))], asgi)
+
+
+KEPT_HOSTS = [b"h", b"H", b"h:80", b"a b", b"x@y", b"[::1]", b"h:8x"]
+KEPT_LINES = [
+    b"Accept: */*",
+    b"User-Agent: x y",
+    b"Range: bytes=0-1",
+    b"range: bytes=2-3",
+    b'If-None-Match: "a"',
+    b"X: 1",
+    b"Host: h",
+    b"Expect: 100-continue",
+    b"Connection: keep-alive",
+    b"UPGRADE: websocket",
+    b"X-Y:\tz",
+]
+
+
+def kept_block(rnd: random.Random) -> bytes:
+    """A field block a keep-alive client might repeat: a Host (or none) and a few fields,
+    some of which leave the head to the full parser."""
+    lines = [rnd.choice([b"Host", b"host"]) + b": " + rnd.choice(KEPT_HOSTS)]
+    lines = lines[: rnd.random() < 0.95] + rnd.sample(KEPT_LINES, rnd.choice([0, 1, 2]))
+    return b"".join(line + b"\r\n" for line in lines)
+
+
+def message(rnd: random.Random, blocks: list[bytes]) -> bytes:
+    """One message whose fields are one of the connection's few blocks: a simple head, or a
+    head with a body, HTTP/1.0 keep-alive, an obs-fold, bare LFs; or a stray CRLF."""
+    block = rnd.choice(blocks)
+    body = bytes(rnd.choice(b"GET /\r\n") for _ in range(rnd.randint(0, 5)))
+    others = [
+        b"POST / HTTP/1.1\r\n" + block + b"Content-Length: %d\r\n\r\n" % len(body) + body,
+        b"HEAD / HTTP/1.1\r\n" + block + b"Content-Length: 3\r\n\r\n",
+        b"POST / HTTP/1.1\r\n" + block + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"GET / HTTP/1.0\r\n" + block + b"Connection: keep-alive\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + block + b"X: a\r\n b\r\n\r\n",
+        b"GET / HTTP/1.1\n" + block.replace(b"\r\n", b"\n") + b"\n",
+        b"\r\n",
+    ]
+    if rnd.random() < 0.4:
+        return rnd.choice(others)
+    method = rnd.choice([b"GET", b"HEAD"])
+    return method + b" /" + rnd.choice([b"", b"a?b=1"]) + b" HTTP/1.1\r\n" + block + b"\r\n"
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["static", "asgi"])
+def test_random_pipelines_of_repeated_field_blocks_parse_the_same(asgi: bool) -> None:
+    """The kept block (``_take``, ``_took``) meets what a connection does between repeats:
+    bodies, heads the full parser takes, blocks the one-step path refused; fed one message per
+    feed half the time, so each repeat starts a feed where the one-step path looks first."""
+    rnd = random.Random(20261203)
+    for _ in range(1000):
+        blocks = [kept_block(rnd) for _ in range(rnd.randint(1, 3))]
+        parts = [message(rnd, blocks) for _ in range(rnd.randint(1, 8))]
+        data = b"".join(parts)
+        if rnd.random() < 0.5:
+            cuts = [len(b"".join(parts[:i])) for i in range(1, len(parts))]
+        else:
+            cuts = sorted(rnd.sample(range(1, len(data)), min(len(data) - 1, rnd.randint(0, 8))))
+        both(data, cuts, asgi)
