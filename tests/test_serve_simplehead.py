@@ -375,3 +375,18 @@ def test_random_pipelines_of_repeated_field_blocks_parse_the_same(asgi: bool) ->
         else:
             cuts = sorted(rnd.sample(range(1, len(data)), min(len(data) - 1, rnd.randint(0, 8))))
         both(data, cuts, asgi)
+
+
+def test_a_flood_of_invented_names_leaves_the_common_ones_in_the_table() -> None:
+    """The table is seeded with the names that matter in their usual spellings: a client
+    that invents names until it is full cannot make every later Host or Range slow."""
+    reader = RequestReader()
+    for i in range(2 * parser._KEYS_MAX):
+        reader.feed(b"GET / HTTP/1.1\r\nX-Flood-%d: 1\r\nHost: h\r\n\r\n" % i)
+        reader.ready.clear()
+    assert len(parser._KEYS) <= parser._KEYS_MAX
+    for name in (b"Host", b"host", b"HOST", b"Range", b"If-None-Match", b"User-Agent",
+                 b"Connection", b"Transfer-Encoding", b"Accept", b"Cookie"):
+        assert name in parser._KEYS, name
+    assert parser._KEYS[b"If-None-Match"] == "if-none-match"
+    assert parser._KEYS[b"Content-Length"] == parser._FRAMING

@@ -79,6 +79,19 @@ def _key(name: bytes) -> str:
     return key
 
 
+# The names that matter, as clients spell them, are in the table before any client speaks:
+# one that invents _KEYS_MAX names cannot leave Host or Range to be lowercased per request.
+_COMMON = WANTED | simplehead.FRAMING | {
+    b"accept", b"accept-language", b"cache-control", b"cookie", b"dnt", b"origin",
+    b"pragma", b"priority", b"sec-fetch-dest", b"sec-fetch-mode", b"sec-fetch-site",
+    b"sec-fetch-user", b"te", b"upgrade-insecure-requests", b"x-forwarded-for",
+    b"x-forwarded-proto", b"x-real-ip", b"x-request-id",
+}  # fmt: skip
+for _name in sorted(_COMMON):
+    for _spelling in (_name, _name.title(), _name.upper()):
+        _key(_spelling)
+
+
 # A complete request line: method token, target, version (RFC 9112 §3).
 _REQUEST_LINE = re.compile(rb"(?m)^([!#$%&'*+.^_`|~0-9A-Za-z-]+) [^ \r\n]+ HTTP/[0-9]\.[0-9]\r?$")
 # Methods httptools parses; a request line with any other token is a 501, not garbage.
