@@ -352,17 +352,9 @@ class Exchange:
         cork = count >= CORK_MIN
         if cork:  # as the static server does, and for the same reason (see server.CORK_MIN)
             sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
-        loop = self.server.loop
-        assert loop is not None
-        # The sweeper's stalled-send rule is armed while the copy may wait for the client.
-        conn.deadline = loop.time() + self.server.limits.send
         try:
-            sent: int = await zcopy.acopy(conn.out, zcopy.section(fd, offset, count))
-        except (ConnectionError, TimeoutError) as exc:
-            self.disconnected = True
-            raise ClientDisconnected(str(exc)) from exc
+            sent = await self._wait_io(zcopy.acopy(conn.out, zcopy.section(fd, offset, count)))
         finally:
-            conn.seen, conn.deadline = conn.sent, _NEVER  # the app's own time is not a stall
             if cork:  # uncorking pushes the tail now, never after the 200 ms cork timer
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
