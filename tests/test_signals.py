@@ -12,6 +12,7 @@ source's position.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import io
@@ -19,6 +20,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -331,3 +333,234 @@ def test_pool_never_hands_out_bytes_after_interrupted_copies() -> None:
         assert_pool_clean()
         assert n == len(got), f"bytes_copied {n}, the peer received {len(got)}"
     assert cut >= ATTEMPTS // 3, f"only {cut} of {ATTEMPTS} copies were cut short: no proof"
+
+
+# --- A raise at every point: the storm above lands at random; this walks each one ----------
+#
+# CPython runs a signal handler where its eval loop checks for pending signals: on entering a
+# function, right after a call returns (a C call such as os.sendfile, or a Python one), and on
+# a loop's backward jump. A profile function sees the first two as events ("call", "return",
+# "c_return"), and one that raises there makes the exception appear where the handler's
+# would: in the callee before its first line, or at the call site once the call (and the
+# syscall's work) is done. One raise per copy, at the k-th such point zcopy passes, for every
+# k the copy has: the bookkeeping after the kernel's last call (settling the count, setting
+# the positions, recording stats) is covered as well as the calls themselves.
+
+_POINTS = ("call", "return", "c_return")
+
+
+def _in_zcopy(frame: FrameType | None) -> bool:
+    return frame is not None and frame.f_globals.get("__name__", "").startswith("zcopy")
+
+
+def _is_point(frame: FrameType, event: str) -> bool:
+    if event not in _POINTS or not _in_zcopy(frame):
+        return False
+    # Entering or leaving the entry point itself (copy() called from, or returning to, the
+    # caller): a raise there comes before the call or after it, the caller's to handle.
+    return event == "c_return" or _in_zcopy(frame.f_back)
+
+
+def _raise_at_point(k: int, raised: list[str]) -> Callable[[FrameType, str, object], None]:
+    seen = 0
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal seen
+        if _is_point(frame, event):
+            seen += 1
+            if seen == k:
+                code = frame.f_code
+                name = getattr(arg, "__name__", "?") if event == "c_return" else code.co_name
+                where = f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}"
+                raised.append(f"{event} {name} at {where}")
+                sys.setprofile(None)  # once: the handler raises a single time
+                raise Interrupted(raised[-1])
+
+    return profile
+
+
+def _points_of(attempt: Callable[[Callable[[], int]], int], run: Callable[[], int]) -> int:
+    """How many such points one undisturbed run passes (checked like the others)."""
+    count = 0
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal count
+        count += _is_point(frame, event)
+
+    sys.setprofile(profile)
+    try:
+        attempt(run)
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def _sweep(
+    attempt: Callable[[Callable[[], int]], int], factory: Callable[[], Callable[[], int]]
+) -> int:
+    """Raise at each point in turn; ``attempt`` checks the outcome. Returns the points swept."""
+    points = _points_of(attempt, factory())
+    assert points > 3, "the copy ran no zcopy code: nothing was swept"
+    for k in range(1, points + 1):
+        run = factory()
+        raised: list[str] = []
+        before = _bytes_in_stats()
+        sys.setprofile(_raise_at_point(k, raised))
+        try:
+            n = attempt(run)
+            sys.setprofile(None)
+            # A copy cut short still counts what it moved, under some route, exactly once.
+            assert _bytes_in_stats() - before == n, "zcopy.stats() lost or doubled bytes"
+        except AssertionError as exc:
+            raise AssertionError(f"raised at {raised or 'no point'}: {exc}") from exc
+        finally:
+            sys.setprofile(None)
+    return points
+
+
+def _bytes_in_stats() -> int:
+    return sum(route.bytes for route in zcopy.stats().routes.values())
+
+
+def _outcome(run: Callable[[], int]) -> int:
+    try:
+        return run()
+    except Interrupted as exc:
+        assert hasattr(exc, "bytes_copied"), f"raised without a count: {exc}"
+        return int(exc.bytes_copied)
+
+
+@pytest.mark.parametrize("size", [4096, 3 << 20])
+def test_a_raise_at_any_point_file_to_file(tmp_path: Path, size: int) -> None:
+    # The Job path (copy_file_range), with buffered objects whose positions must follow.
+    src_file = tmp_path / "src.bin"
+    src_file.write_bytes(DATA[: START + size])
+    out_file = tmp_path / "out.bin"
+    opened: list[tuple[io.BufferedReader, io.BufferedWriter]] = []
+
+    def factory() -> Callable[[], int]:
+        src = open(src_file, "rb")  # noqa: SIM115 - closed by attempt()
+        dst = open(out_file, "wb")  # noqa: SIM115
+        src.seek(START)
+        opened.append((src, dst))
+        return functools.partial(zcopy.copy, dst, src)
+
+    def attempt(run: Callable[[], int]) -> int:
+        src, dst = opened[-1]
+        with src, dst:
+            n = _outcome(run)
+            assert src.tell() == START + n
+            assert dst.tell() == n
+        assert out_file.read_bytes() == DATA[START : START + n]
+        return n
+
+    _sweep(attempt, factory)
+
+
+@pytest.mark.parametrize(("size", "timeout"), [(4096, None), (3 << 20, None), (1 << 20, 5.0)])
+def test_a_raise_at_any_point_file_to_socket(
+    tmp_path: Path, size: int, timeout: float | None
+) -> None:
+    # One sendfile finishes the small file and the big one (a blocking socket waits in the
+    # kernel); a socket with a timeout makes the full path wait in poll() between calls.
+    src_file = tmp_path / "src.bin"
+    src_file.write_bytes(DATA[: START + size])
+    state: list[tuple[io.BufferedReader, socket.socket, SlowPeer]] = []
+
+    def factory() -> Callable[[], int]:
+        a, b = slow_pair()
+        a.settimeout(timeout)
+        src = open(src_file, "rb")  # noqa: SIM115 - closed by attempt()
+        src.seek(START)
+        state.append((src, a, SlowPeer(b)))
+        return functools.partial(zcopy.copy, a, src)
+
+    def attempt(run: Callable[[], int]) -> int:
+        src, a, peer = state[-1]
+        with src:
+            try:
+                n = _outcome(run)
+                assert src.tell() == START + n
+            finally:
+                a.close()
+                got = peer.result()
+                peer.sock.close()
+        assert got == DATA[START : START + n]
+        return n
+
+    _sweep(attempt, factory)
+
+
+def test_a_raise_at_any_point_user_space_to_socket() -> None:
+    # An fd-less source: the user-space route, its buffer and the pool's accounting.
+    state: list[tuple[socket.socket, SlowPeer]] = []
+
+    def factory() -> Callable[[], int]:
+        a, b = slow_pair()
+        a.settimeout(5.0)
+        state.append((a, SlowPeer(b)))
+        return functools.partial(zcopy.copy, a, JustReader(DATA[: 1 << 20]))
+
+    def attempt(run: Callable[[], int]) -> int:
+        a, peer = state[-1]
+        try:
+            n = _outcome(run)
+        finally:
+            a.close()
+            got = peer.result()
+            peer.sock.close()
+        assert got == DATA[:n]
+        return n
+
+    _sweep(attempt, factory)
+
+
+def test_a_raise_at_any_point_bytes_to_bytesio() -> None:
+    sinks: list[io.BytesIO] = []
+
+    def factory() -> Callable[[], int]:
+        sinks.append(io.BytesIO())
+        return functools.partial(zcopy.copy, sinks[-1], DATA[:5000])
+
+    def attempt(run: Callable[[], int]) -> int:
+        n = _outcome(run)
+        assert sinks[-1].getvalue() == DATA[:n]
+        return n
+
+    _sweep(attempt, factory)
+
+
+@pytest.mark.parametrize("size", [4096, 1 << 20])
+def test_a_raise_at_any_point_acopy_file_to_socket(tmp_path: Path, size: int) -> None:
+    # acopy's driver runs in the loop's callbacks: a raise there must still resolve the copy
+    # (never leave it awaiting forever), with the count, and the position where it stands.
+    src_file = tmp_path / "src.bin"
+    src_file.write_bytes(DATA[: START + size])
+    state: list[tuple[io.BufferedReader, socket.socket, SlowPeer]] = []
+
+    def factory() -> Callable[[], int]:
+        a, b = slow_pair()
+        a.setblocking(False)
+        src = open(src_file, "rb")  # noqa: SIM115 - closed by attempt()
+        src.seek(START)
+        state.append((src, a, SlowPeer(b)))
+
+        async def main() -> int:
+            return await asyncio.wait_for(zcopy.acopy(a, src), 10)
+
+        return functools.partial(asyncio.run, main())
+
+    def attempt(run: Callable[[], int]) -> int:
+        src, a, peer = state[-1]
+        with src:
+            try:
+                n = _outcome(run)
+                assert src.tell() == START + n
+            finally:
+                a.close()
+                got = peer.result()
+                peer.sock.close()
+        assert got == DATA[START : START + n]
+        return n
+
+    _sweep(attempt, factory)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ._copy import Job
+from ._copy import Job, wrap_up
 from ._direct import Shot
 from ._endpoint import blocking_reason, transport_of
 from ._errors import FastPathLost, with_count
@@ -38,7 +38,7 @@ class Stepper:
     ``on_eof`` runs when the source is exhausted, before ``done`` resolves.
     """
 
-    __slots__ = ("_closed", "_under", "done", "job", "loop", "on_eof", "steps", "waiting")
+    __slots__ = ("_under", "done", "job", "loop", "on_eof", "steps", "waiting")
 
     def __init__(
         self,
@@ -51,42 +51,53 @@ class Stepper:
         self.on_eof = on_eof
         self.steps = job.steps()
         self.waiting: Wait | None = None
-        self._closed = False
         self._under = False  # registered under a transport (see _register)
         self.done: asyncio.Future[int] = loop.create_future()
-        self._step()  # most small copies finish right here, without a wait
+
+    def start(self) -> None:
+        """Take the first step now: most small copies finish right here, without a wait."""
+        self._step()
 
     def _step(self) -> None:
-        if self.done.done():
-            return
+        # One try around all of it: whatever raises here (the route, the loop's registration,
+        # a signal handler at any call) ends the copy through _fail, never leaves it hanging.
         try:
-            wait = next(self.steps)
-        except StopIteration:
-            self._close()
-            if self.on_eof is not None:
-                self.on_eof()
-            # An observer may have cancelled the awaiting task during the last chunk.
-            if not self.done.done():
-                self.done.set_result(self.job.t.moved)
-            return
-        except BaseException as exc:
-            self._close()
-            if not isinstance(exc, FastPathLost):
-                with_count(exc, self.job.t.moved)
-            if not self.done.done():
-                self.done.set_exception(exc)
-                self.done.exception()  # marked retrieved: the awaiting side reports it
-            return
-        if wait != self.waiting:
-            self._unregister()
-            try:
-                self._register(wait)
-            except BaseException as exc:
-                self._close()
-                self.done.set_exception(with_count(exc, self.job.t.moved))
-                self.done.exception()
+            if self.done.done():
                 return
-            self.waiting = wait
+            try:
+                wait = next(self.steps)
+            except StopIteration:
+                self._close()
+                if self.on_eof is not None:
+                    self.on_eof()
+                # An observer may have cancelled the awaiting task during the last chunk.
+                if not self.done.done():
+                    self.done.set_result(self.job.t.moved)
+                return
+            if wait != self.waiting:
+                self._unregister()
+                self._register(wait)
+                self.waiting = wait
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """End with ``exc``, counted. Once ``done`` is resolved, ``exc`` goes to the loop."""
+        try:
+            self._close()
+        except BaseException as late:  # a signal handler's raise while closing: close again
+            exc = late
+            self._close()
+        finally:
+            if not isinstance(exc, FastPathLost):  # it carries its own count
+                with_count(exc, self.job.t.moved)
+        if not self.done.done():
+            self.done.set_exception(exc)
+            self.done.exception()  # marked retrieved: the awaiting side reports it
+        elif not self.done.cancelled():
+            # A raise right after the result was set: the loop's, as any callback's would be.
+            # (A cancelled awaiter already has its CancelledError, with the count.)
+            raise exc
 
     def _register(self, wait: Wait) -> None:
         loop: Any = self.loop
@@ -125,12 +136,12 @@ class Stepper:
             self.waiting = None
 
     def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        # Every step repeats harmlessly, so a close that a raise cut short is done again whole.
         self._unregister()
-        self.steps.close()  # a pipe still holding bytes is discarded, never reused
-        self.job.finish()
+        try:
+            self.steps.close()  # a pipe still holding bytes is discarded, never reused
+        finally:
+            wrap_up(self.job)
 
     def cancel(self) -> None:
         """Stop now: nothing stays registered with the loop, no pipe or buffer stays held."""
@@ -162,8 +173,8 @@ async def acopy(
     >>> asyncio.run(zcopy.acopy(io.BytesIO(), b"hello"))
     5
     """
+    stepper: Stepper | None = None  # set once started: only then is anything registered
     shot = Shot()
-    job: Job | None = None
     try:
         n = shot.attempt(dst, src, count, True)
         if n >= 0:
@@ -171,21 +182,37 @@ async def acopy(
         if shot:  # a short call: the sink is a non-blocking socket, the source a file
             job = Job(dst, src, count, require_zero_copy)
             shot.hand_over(job.t)
-    except BaseException as exc:
-        shot.abort(exc)
-        raise
-    # Only now: asking for the running loop costs a getpid() syscall, which a direct copy skips.
-    loop = asyncio.get_running_loop()
-    if job is None:
-        _check_nonblocking(src, "src")
-        _check_nonblocking(dst, "dst")
-        job = Job(dst, src, count, require_zero_copy)
-    stepper = Stepper(loop, job)
-    try:
+            shot.taker = job  # from here on the job owns the count and the positions
+        else:
+            _check_nonblocking(src, "src")
+            _check_nonblocking(dst, "dst")
+            shot.taker = Job(dst, src, count, require_zero_copy)
+        # Only now: asking for the running loop costs a getpid() syscall, which a direct
+        # copy skips.
+        stepper = Stepper(asyncio.get_running_loop(), shot.taker)
+        stepper.start()
         return await stepper.done
-    except BaseException as exc:
-        # Cancelled (or interrupted) while waiting: unregister, release, keep the count.
+    except BaseException as exc:  # bad input, the copy's error, a cancellation, a raise
+        taker: Job | None = getattr(shot, "taker", None)
+        if taker is None:
+            shot.abort(exc)
+            raise
+        # Cancelled or interrupted while waiting: unregister, release, keep the count.
+        out = exc
+        try:
+            _stop(stepper, taker)
+        except BaseException as late:  # a signal handler's raise while closing: close again
+            out = late
+            _stop(stepper, taker)
+        if not isinstance(out, FastPathLost):
+            with_count(out, taker.t.moved)
+        if out is exc:
+            raise
+        raise out from exc
+
+
+def _stop(stepper: Stepper | None, job: Job) -> None:
+    if stepper is not None:
         stepper.cancel()
-        if not isinstance(exc, FastPathLost):
-            with_count(exc, job.t.moved)
-        raise
+    else:
+        wrap_up(job)

@@ -67,7 +67,7 @@ class Job:
     ``kernel`` and ``bufsize`` are passed on to the ``Transfer`` (see there).
     """
 
-    __slots__ = ("plan", "ran", "site", "strict", "t", "why")
+    __slots__ = ("finished", "plan", "ran", "recorded", "site", "strict", "t", "why")
 
     def __init__(
         self,
@@ -84,6 +84,8 @@ class Job:
         self.plan = choose(src_ep, dst_ep)
         self.ran = self.plan.route
         self.why: str | None = None  # the fallback's reason, once one happened
+        self.finished = False  # the positions are set (see finish())
+        self.recorded = False  # counted in stats() (see account())
         # Where the copy was asked for, for listeners (pytest plugin); free without one.
         self.site = _stats.call_site() if _stats.listeners else ""
         self.strict = strict_default(require_zero_copy)
@@ -124,15 +126,21 @@ class Job:
                         raise with_count(FastPathLost(reason), t.moved) from refusal
                     self._fell_back(refusal.code, reason, warn=not then.zero_copy)
         finally:
-            # A result stored but not yet accounted for (a signal handler raised
-            # right after the syscall) is accounted for here, on every exit.
-            if t.box:
-                t.settle()
-            # A copy cut short by an error or a cancellation still moved its bytes,
-            # and they are counted under the route that was running.
-            _stats.record(self.ran.value, t.moved, t.syscalls)
+            # On every exit: the count and the stats are settled here, and again by
+            # wrap_up() if a raise cut this short (each is done once).
+            self.account()
+
+    def account(self) -> None:
+        """Settle a stored result (a handler may have raised right after the syscall) and
+        count the copy under the route that ran: one cut short by an error or a
+        cancellation still moved its bytes."""
+        t = self.t
+        if t.box:
+            t.settle()
+        if not self.recorded:
+            _stats.record_once(self, self.ran.value, t.moved, t.syscalls)
             if _stats.listeners:
-                _stats.notify(self.ran.value, t.moved, self.why or str(plan), self.site)
+                _stats.notify(self.ran.value, t.moved, self.why or str(self.plan), self.site)
 
     def _fell_back(self, code: Fallback, reason: str, warn: bool = True) -> None:
         _stats.record_fallback(code, reason)
@@ -157,6 +165,7 @@ class Job:
             # A BytesIO stays resizable afterwards. The view is only ever sliced, and a
             # slice (even one a traceback or a sink still holds) never blocks its release.
             t.src.buffer.release()
+        self.finished = True  # last: a finish cut short by a raise is done again, whole
 
 
 def _start_offset(ep: Endpoint) -> int | None:
@@ -279,10 +288,17 @@ def copy(
         bufsize = None if buffer_size is None else _check_size(buffer_size)
         job = Job(dst, src, count, require_zero_copy, bufsize=bufsize)
         shot.hand_over(job.t)  # the bytes a short direct call moved, if any
-    except BaseException as exc:  # bad input, or a signal handler that raised
-        shot.abort(exc)
+        shot.taker = job  # from here on the job, not the shot, owns the count and the positions
+        return run(job)
+    except BaseException as exc:  # bad input, the copy's error, or a signal handler's raise
+        taker: Job | None = getattr(shot, "taker", None)
+        if taker is None:
+            shot.abort(exc)
+        else:
+            wrap_up(taker)  # done already, unless a raise cut it short
+            if not isinstance(exc, FastPathLost):  # it carries its own count
+                with_count(exc, taker.t.moved)
         raise
-    return run(job)
 
 
 def run(job: Job) -> int:
@@ -290,18 +306,33 @@ def run(job: Job) -> int:
     steps = job.steps()
     poller: _Poller | None = None  # built on the first EAGAIN: most copies never wait
     try:
-        for wait in steps:
-            if poller is None:
-                poller = _Poller()
-            poller.wait(wait)
+        try:
+            for wait in steps:
+                if poller is None:
+                    poller = _Poller()
+                poller.wait(wait)
+        finally:
+            try:
+                steps.close()  # a finished walk: no-op
+            finally:
+                wrap_up(job)
     except BaseException as exc:
-        steps.close()
-        job.finish()
         if not isinstance(exc, FastPathLost):  # it carries its own count
             with_count(exc, job.t.moved)
         raise
-    job.finish()
     return job.t.moved
+
+
+def wrap_up(job: Job) -> None:
+    """Settle the count and set the positions, once, whatever raised on the way.
+
+    A signal handler may raise even after the kernel's last call: in the walk's
+    bookkeeping, or on entering this function. Whoever handles the raise
+    calls this again; what is already done is not done twice.
+    """
+    job.account()
+    if not job.finished:
+        job.finish()
 
 
 def _check_size(size: object) -> int:

@@ -66,10 +66,12 @@ _UNKNOWN = (-1, None)
 class Shot(list[int]):
     """One direct attempt. The list holds the call's result, stored from C.
 
-    ``owner`` is a file object whose position must end at ``start`` + what moved.
+    ``owner`` is a file object whose position must end at ``start`` + what moved;
+    ``taker`` the full path's job once it has taken the count over (see ``copy()``).
     """
 
-    __slots__ = ("owner", "route", "start")
+    __slots__ = ("owner", "route", "start", "taker")
+    taker: Any  # a _copy.Job (which imports this module); unset until it takes over
 
     def attempt(self, dst: object, src: object, count: object, nonblocking: bool) -> int:
         """Make the one call if (dst, src) is a direct pair: bytes copied, or ``NOT_DIRECT``.

@@ -72,7 +72,9 @@ def _direction(
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
 
-    return Stepper(loop, job, on_eof=half_close)
+    stepper = Stepper(loop, job, on_eof=half_close)
+    stepper.start()
+    return stepper
 
 
 def _abort(*socks: socket.socket) -> None:

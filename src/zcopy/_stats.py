@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from ._plan import Fallback, Route
 
@@ -87,9 +87,24 @@ _count_of = itemgetter(0)
 _append: Callable[[list[Any], None], None] = list.append
 
 
-def record(route: str, nbytes: int, syscalls: int) -> None:
+class _Recordable(Protocol):
+    recorded: bool
+
+
+def record_once(copy: _Recordable, route: str, nbytes: int, syscalls: int) -> None:
+    """Count a copy unless it was counted: a raise cut short the first try, or none did.
+
+    Between the last call and the flag nothing can be interrupted (no call, no
+    backward jump), so a copy is counted exactly once whenever a handler raises.
+    """
     with _lock:
-        _record(route, nbytes, syscalls)
+        if copy.recorded:
+            return
+        entry = _routes.setdefault(route, [0, 0, 0])
+        entry[0] += 1
+        entry[1] += nbytes
+        entry[2] += syscalls
+        copy.recorded = True
 
 
 def _record(route: str, nbytes: int, syscalls: int) -> None:
