@@ -422,11 +422,13 @@ def _bytes_in_stats() -> int:
     return sum(route.bytes for route in zcopy.stats().routes.values())
 
 
-def _outcome(run: Callable[[], int]) -> int:
+def _outcome(run: Callable[[], int], errors: tuple[type[BaseException], ...] = ()) -> int:
+    """The bytes copied, from the return value or from the exception (which must say)."""
+    caught: tuple[type[BaseException], ...] = (Interrupted, *errors)
     try:
         return run()
-    except Interrupted as exc:
-        assert hasattr(exc, "bytes_copied"), f"raised without a count: {exc}"
+    except caught as exc:
+        assert hasattr(exc, "bytes_copied"), f"raised without a count: {exc!r}"
         return int(exc.bytes_copied)
 
 
@@ -561,6 +563,83 @@ def test_a_raise_at_any_point_acopy_file_to_socket(tmp_path: Path, size: int) ->
                 got = peer.result()
                 peer.sock.close()
         assert got == DATA[START : START + n]
+        return n
+
+    _sweep(attempt, factory)
+
+
+# --- ... also while a real error is being handled --------------------------------------------
+#
+# The unwinding of a failed copy runs code too: a raise there must not lose the count, a
+# position, the stats, or leave an fd registered with the loop or a task waiting forever.
+
+
+def test_a_raise_at_any_point_while_a_copy_times_out(tmp_path: Path) -> None:
+    # The peer never reads: the buffers fill, then the socket's timeout raises TimeoutError.
+    src_file = tmp_path / "src.bin"
+    src_file.write_bytes(DATA[: START + (4 << 20)])
+    state: list[tuple[io.BufferedReader, socket.socket, socket.socket]] = []
+
+    def factory() -> Callable[[], int]:
+        a, b = slow_pair()
+        a.settimeout(0.02)
+        src = open(src_file, "rb")  # noqa: SIM115 - closed by attempt()
+        src.seek(START)
+        state.append((src, a, b))
+        return functools.partial(zcopy.copy, a, src)
+
+    def attempt(run: Callable[[], int]) -> int:
+        src, a, b = state[-1]
+        with src:
+            try:
+                n = _outcome(run, (TimeoutError,))
+                assert src.tell() == START + n
+            finally:
+                a.close()
+                peer = SlowPeer(b)
+                got = peer.result()
+                b.close()
+        assert got == DATA[START : START + n]
+        return n
+
+    _sweep(attempt, factory)
+
+
+@pytest.mark.parametrize("ending", ["cancelled", "peer gone"])
+def test_a_raise_at_any_point_while_an_acopy_ends_early(tmp_path: Path, ending: str) -> None:
+    # Cancelled while it waits (acopy's own unwinding), or the peer closes mid-copy (the error
+    # comes out in the loop's callback): either way the task gets its answer, counted.
+    src_file = tmp_path / "src.bin"
+    src_file.write_bytes(DATA[: START + (4 << 20)])
+    state: list[tuple[io.BufferedReader, socket.socket, socket.socket, list[bool]]] = []
+
+    def factory() -> Callable[[], int]:
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        src = open(src_file, "rb")  # noqa: SIM115 - closed by attempt()
+        src.seek(START)
+        registered: list[bool] = []
+
+        async def main() -> int:
+            loop = asyncio.get_running_loop()
+            task = asyncio.ensure_future(zcopy.acopy(a, src))
+            loop.call_later(0.02, task.cancel if ending == "cancelled" else b.close)
+            try:
+                done, _ = await asyncio.wait({task}, timeout=5)
+                assert done, "the acopy() task was left waiting"
+                return task.result()
+            finally:
+                registered.append(a.fileno() in loop._selector.get_map())  # type: ignore[attr-defined]
+
+        state.append((src, a, b, registered))
+        return functools.partial(asyncio.run, main())
+
+    def attempt(run: Callable[[], int]) -> int:
+        src, a, b, registered = state[-1]
+        with src, a, b:
+            n = _outcome(run, (asyncio.CancelledError, OSError))
+            assert registered == [False], "an fd stayed registered with the loop"
+            assert src.tell() == START + n
         return n
 
     _sweep(attempt, factory)

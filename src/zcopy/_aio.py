@@ -77,31 +77,30 @@ class Stepper:
             if wait != self.waiting:
                 self._unregister()
                 self._register(wait)
-                self.waiting = wait
         except BaseException as exc:
-            self._fail(exc)
+            try:
+                self._fail(exc)
+            except BaseException as late:  # a signal handler's raise while failing: again
+                self._fail(late)
 
     def _fail(self, exc: BaseException) -> None:
-        """End with ``exc``, counted. Once ``done`` is resolved, ``exc`` goes to the loop."""
-        try:
-            self._close()
-        except BaseException as late:  # a signal handler's raise while closing: close again
-            exc = late
-            self._close()
-        finally:
-            if not isinstance(exc, FastPathLost):  # it carries its own count
-                with_count(exc, self.job.t.moved)
+        """End with ``exc``, counted; safe to repeat. Once ``done`` has a result, ``exc``
+        goes to the loop, as any callback's error would."""
+        self._close()
+        if not isinstance(exc, FastPathLost):  # it carries its own count
+            with_count(exc, self.job.t.moved)
         if not self.done.done():
             self.done.set_exception(exc)
             self.done.exception()  # marked retrieved: the awaiting side reports it
-        elif not self.done.cancelled():
-            # A raise right after the result was set: the loop's, as any callback's would be.
-            # (A cancelled awaiter already has its CancelledError, with the count.)
+        elif not self.done.cancelled():  # a cancelled awaiter has its CancelledError, counted
             raise exc
 
     def _register(self, wait: Wait) -> None:
+        # ``waiting`` is set before the loop is asked, so a raise right after a registration
+        # still finds it to undo; undoing one that never happened is harmless.
         loop: Any = self.loop
         self._under = False
+        self.waiting = wait
         try:
             if wait.write:
                 loop.add_writer(wait.fd, self._step)
@@ -112,16 +111,18 @@ class Stepper:
             # public add_writer/add_reader refuse it, and asyncio's own loop.sendfile()
             # goes under them the same way, while the transport is not using that side
             # itself (resolve refused unsent bytes; a paused transport does not read).
+            self._under = True  # first: the public remove_* would refuse this fd too
             transport = transport_of(wait.fd)
             if transport is None or not hasattr(loop, "_add_writer"):
+                self.waiting = None
                 raise
             if wait.write:
                 loop._add_writer(wait.fd, self._step)
             elif not transport.is_reading():
                 loop._add_reader(wait.fd, self._step)
             else:
+                self.waiting = None
                 raise
-            self._under = True
 
     def _unregister(self) -> None:
         w = self.waiting
@@ -193,26 +194,25 @@ async def acopy(
         stepper.start()
         return await stepper.done
     except BaseException as exc:  # bad input, the copy's error, a cancellation, a raise
-        taker: Job | None = getattr(shot, "taker", None)
-        if taker is None:
-            shot.abort(exc)
-            raise
-        # Cancelled or interrupted while waiting: unregister, release, keep the count.
-        out = exc
         try:
-            _stop(stepper, taker)
-        except BaseException as late:  # a signal handler's raise while closing: close again
-            out = late
-            _stop(stepper, taker)
-        if not isinstance(out, FastPathLost):
-            with_count(out, taker.t.moved)
-        if out is exc:
+            _unwind(shot, stepper, exc)
+        except BaseException as late:  # a signal handler's raise while unwinding: again
+            _unwind(shot, stepper, late)
             raise
-        raise out from exc
+        raise
 
 
-def _stop(stepper: Stepper | None, job: Job) -> None:
+def _unwind(shot: Shot, stepper: Stepper | None, exc: BaseException) -> None:
+    """Count ``exc`` and leave nothing registered, no position unset; safe to repeat."""
+    taker: Job | None = getattr(shot, "taker", None)
+    if taker is None:
+        shot.abort(exc)
+        return
+    # Cancelled or interrupted while waiting: unregister, release, keep the count.
+    # Before the stepper started, nothing was registered: the job alone is wrapped up.
     if stepper is not None:
         stepper.cancel()
     else:
-        wrap_up(job)
+        wrap_up(taker)
+    if not isinstance(exc, FastPathLost):  # it carries its own count
+        with_count(exc, taker.t.moved)

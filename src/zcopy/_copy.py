@@ -291,14 +291,23 @@ def copy(
         shot.taker = job  # from here on the job, not the shot, owns the count and the positions
         return run(job)
     except BaseException as exc:  # bad input, the copy's error, or a signal handler's raise
-        taker: Job | None = getattr(shot, "taker", None)
-        if taker is None:
-            shot.abort(exc)
-        else:
-            wrap_up(taker)  # done already, unless a raise cut it short
-            if not isinstance(exc, FastPathLost):  # it carries its own count
-                with_count(exc, taker.t.moved)
+        try:
+            _unwind(shot, exc)
+        except BaseException as late:  # a signal handler's raise while unwinding: again
+            _unwind(shot, late)
+            raise
         raise
+
+
+def _unwind(shot: Shot, exc: BaseException) -> None:
+    """Count ``exc`` and leave the positions and stats right; safe to repeat."""
+    taker: Job | None = getattr(shot, "taker", None)
+    if taker is None:
+        shot.abort(exc)
+        return
+    wrap_up(taker)  # done already, unless a raise cut it short
+    if not isinstance(exc, FastPathLost):  # it carries its own count
+        with_count(exc, taker.t.moved)
 
 
 def run(job: Job) -> int:

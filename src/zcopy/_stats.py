@@ -101,20 +101,13 @@ def record_once(copy: _Recordable, route: str, nbytes: int, syscalls: int) -> No
         if copy.recorded:
             return
         entry = _routes.setdefault(route, [0, 0, 0])
-        entry[0] += 1
+        entry[0] += 1  # no call from here to the flag: a raising handler cannot run between
         entry[1] += nbytes
         entry[2] += syscalls
         copy.recorded = True
 
 
-def _record(route: str, nbytes: int, syscalls: int) -> None:
-    entry = _routes.setdefault(route, [0, 0, 0])
-    entry[0] += 1
-    entry[1] += nbytes
-    entry[2] += syscalls
-
-
-def record_unless_logged(route: str, copy: list[int]) -> None:
+def record_unless_logged(route: str, copy: list[Any]) -> None:
     """Count a one-call copy that a raise cut off around its logging: exactly once.
 
     A copy still in the log, or marked by the fold or reset that took it off, is
@@ -122,7 +115,13 @@ def record_unless_logged(route: str, copy: list[int]) -> None:
     """
     with _lock:
         if len(copy) == 1 and not any(entry is copy for entry in one_call[route]):
-            _record(route, copy[0], 1)
+            entry = _routes.setdefault(route, [0, 0, 0])
+            # No call from here to the mark (which makes a second try a no-op): a raising
+            # handler cannot run in between.
+            entry[0] += 1
+            entry[1] += copy[0]
+            entry[2] += 1
+            copy.append(None)  # list.append is one C call; its result needs no storing
 
 
 def fold() -> None:
