@@ -18,11 +18,19 @@ def fionread(fd: int) -> int:
     return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
 
 
-def assert_pool_clean() -> None:
-    """No pooled pipe holds a byte, and the next unrelated copy delivers exactly its own bytes."""
+def assert_pool_sound() -> None:
+    """Every pooled pipe is open, pooled once, and holds no byte (the kernel's count)."""
     with _pipes._lock:
-        dirty = [p for p in _pipes._idle if fionread(p.r)]
+        idle = list(_pipes._idle)
+    assert all(p.r >= 0 for p in idle), "a closed pipe is in the pool"
+    assert len({id(p) for p in idle}) == len(idle), "a pipe is pooled twice"
+    dirty = [p for p in idle if fionread(p.r)]
     assert not dirty, f"{len(dirty)} pooled pipe(s) still hold bytes"
+
+
+def assert_pool_clean() -> None:
+    """The pool is sound, and the next unrelated copy delivers exactly its own bytes."""
+    assert_pool_sound()
     c, d = tcp_pair()
     e, f = tcp_pair()
     with c, d, e, f:

@@ -26,10 +26,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 from conftest import tcp_pair
-from pool_util import assert_pool_clean
+from pool_util import assert_pool_clean, assert_pool_sound
 
 import zcopy
 
@@ -641,5 +642,83 @@ def test_a_raise_at_any_point_while_an_acopy_ends_early(tmp_path: Path, ending: 
             assert registered == [False], "an fd stayed registered with the loop"
             assert src.tell() == START + n
         return n
+
+    _sweep(attempt, factory)
+
+
+def test_a_raise_at_any_point_of_a_relay() -> None:
+    # Both ways flowing; a raise anywhere (even while the second way is being set up, with
+    # bytes already going the first way) leaves bytes_relayed equal to what each peer got,
+    # and no fd registered with the loop.
+    up_data, down_data = DATA[:300_000], DATA[1_000_000:1_150_000]
+    state: list[dict[str, Any]] = []
+
+    def peer(s: socket.socket, data: bytes, got: list[bytes]) -> threading.Thread:
+        def send() -> None:
+            with contextlib.suppress(OSError):
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+
+        def receive() -> None:
+            threading.Thread(target=send, daemon=True).start()
+            with contextlib.suppress(OSError):
+                while chunk := s.recv(1 << 20):
+                    got.append(chunk)
+
+        t = threading.Thread(target=receive, daemon=True)
+        t.start()
+        return t
+
+    def factory() -> Callable[[], int]:
+        a, x = socket.socketpair()
+        b, y = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        got_x: list[bytes] = []
+        got_y: list[bytes] = []
+        c: dict[str, Any] = {"socks": (a, b, x, y), "got": (got_x, got_y), "registered": []}
+        c["peers"] = (peer(x, up_data, got_x), peer(y, down_data, got_y))
+
+        async def main() -> int:
+            loop = asyncio.get_running_loop()
+            task = asyncio.ensure_future(zcopy.relay(a, b))
+            try:
+                done, _ = await asyncio.wait({task}, timeout=5)
+                assert done, "relay() was left waiting"
+                up, down = task.result()
+                return up + down
+            finally:
+                fds = (a.fileno(), b.fileno())
+                c["registered"] = [fd for fd in fds if fd in loop._selector.get_map()]  # type: ignore[attr-defined]
+
+        state.append(c)
+        return functools.partial(asyncio.run, main())
+
+    def attempt(run: Callable[[], int]) -> int:
+        c = state[-1]
+        a, b, x, y = c["socks"]
+        try:
+            try:
+                run()
+                relayed = None
+            except Interrupted as exc:
+                relayed = getattr(exc, "bytes_relayed", None)
+                assert relayed is not None, f"raised without bytes_relayed: {exc!r}"
+            assert not c["registered"], f"fds {c['registered']} still registered with the loop"
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            for t in c["peers"]:
+                t.join(10)
+            x.close()
+            y.close()
+        got_x, got_y = (b"".join(g) for g in c["got"])
+        up, down = relayed if relayed is not None else (len(up_data), len(down_data))
+        assert got_y == up_data[:up]
+        assert got_x == down_data[:down]
+        assert_pool_sound()  # no pipe pooled twice, none pooled with bytes in it
+        return int(up + down)
 
     _sweep(attempt, factory)

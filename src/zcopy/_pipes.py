@@ -90,10 +90,14 @@ def release(pipe: Pipe) -> None:
     handler that raised between a splice and its bookkeeping would leave bytes
     behind, and they must never reach another copy.
     """
+    if pipe.r < 0:
+        return  # closed already (a release repeated after a raise): nothing to pool
     if unread(pipe):
         pipe.close()
         return
     with _lock:
+        if any(idle is pipe for idle in _idle):
+            return  # pooled already: twice, one pipe would serve two copies and mix them
         if len(_idle) < _MAX_IDLE:
             _idle.append(pipe)
             return

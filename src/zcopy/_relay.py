@@ -61,8 +61,13 @@ def _direction(
     src: socket.socket,
     splice: bool,
     on_bytes: Callable[[int], object],
-) -> Stepper:
-    """One way of a relay: the same job and driver as ``acopy()``; only the route may differ."""
+    ways: list[Stepper],
+) -> None:
+    """One way of a relay: the same job and driver as ``acopy()``; only the route may differ.
+
+    The driver joins ``ways`` before it starts, so whatever raises from here on (a signal
+    handler's raise included) finds it there to cancel.
+    """
     job = Job(dst, observe(src, on_bytes), None, None)
     if not splice and job.plan.route is not Route.USERSPACE:
         _turn_off_splice(job, dst, src)  # stats say why
@@ -73,8 +78,8 @@ def _direction(
             dst.shutdown(socket.SHUT_WR)
 
     stepper = Stepper(loop, job, on_eof=half_close)
+    ways.append(stepper)
     stepper.start()
-    return stepper
 
 
 def _abort(*socks: socket.socket) -> None:
@@ -97,7 +102,8 @@ async def relay(
     ``shutdown(SHUT_WR)`` toward the other, which keeps sending until its own
     EOF. An error either way (a reset, a broken pipe) cancels the other way,
     arms both sockets to reset their peers when closed (``SO_LINGER`` 0), and
-    propagates with ``exc.bytes_relayed = (a_to_b, b_to_a)``; the caller
+    propagates with ``exc.bytes_relayed = (a_to_b, b_to_a)`` (every exception
+    out of relay() carries it, also a signal handler's raise); the caller
     closes the sockets. ``idle_timeout``: stop both ways and raise
     ``TimeoutError`` after that many seconds with no byte either way (the
     sockets then close with a FIN, not a reset). ``on_bytes(i, n)``
@@ -116,31 +122,21 @@ async def relay(
     (4, 0)
     >>> for s in (a, b, x, y): s.close()
     """
-    _check_nonblocking(a, "a")
-    _check_nonblocking(b, "b")
-    loop = asyncio.get_running_loop()
-    last = [loop.time()]
-    counts = [0, 0]
+    # Nothing is called before the try: every exception out of relay() says what moved.
+    ways: list[Stepper] = []
+    idle = False
+    failed: BaseException | None = None
+    timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
+    last: list[float]
 
     def seen(i: int) -> Callable[[int], None]:
         def on_chunk(n: int) -> None:
-            counts[i] += n
             last[0] = loop.time()
             if on_bytes is not None:
                 on_bytes(i, n)
 
         return on_chunk
-
-    up = _direction(loop, b, a, splice, seen(0))
-    try:
-        down = _direction(loop, a, b, splice, seen(1))
-    except BaseException:
-        up.cancel()
-        raise
-    ways = (up, down)
-    idle = False
-    failed: BaseException | None = None
-    timer: asyncio.TimerHandle | None = None
 
     def check_idle() -> None:
         nonlocal timer, idle
@@ -153,10 +149,16 @@ async def relay(
         else:
             timer = loop.call_later(idle_timeout - quiet, check_idle)
 
-    if idle_timeout is not None:
-        timer = loop.call_later(idle_timeout, check_idle)
     try:
-        futures = (up.done, down.done)
+        _check_nonblocking(a, "a")
+        _check_nonblocking(b, "b")
+        loop = asyncio.get_running_loop()
+        last = [loop.time()]
+        _direction(loop, b, a, splice, seen(0), ways)
+        _direction(loop, a, b, splice, seen(1), ways)
+        if idle_timeout is not None:
+            timer = loop.call_later(idle_timeout, check_idle)
+        futures = tuple(w.done for w in ways)
         await asyncio.wait(futures, return_when=asyncio.FIRST_EXCEPTION)
         failed = next((f.exception() for f in futures if f.done() and not f.cancelled()
                        and f.exception() is not None), None)
@@ -164,16 +166,30 @@ async def relay(
             raise failed
         if idle:
             raise TimeoutError(f"relay idle: no byte either way for {idle_timeout}s")
-        return up.done.result(), down.done.result()
+        return futures[0].result(), futures[1].result()
     except BaseException as exc:
-        # Never leave a direction running (or a pipe held) behind the caller's back.
-        for w in ways:
-            w.cancel()
-        if failed is not None:
-            _abort(a, b)  # an idle timeout or a cancel closes politely; an error resets
-        with contextlib.suppress(AttributeError):
-            exc.bytes_relayed = (counts[0], counts[1])  # type: ignore[attr-defined]
+        try:
+            _unwind(ways, exc, failed is not None, a, b)
+        except BaseException as late:  # a signal handler's raise while unwinding: again
+            _unwind(ways, late, failed is not None, a, b)
+            raise
         raise
     finally:
         if timer is not None:
             timer.cancel()
+
+
+def _unwind(
+    ways: list[Stepper], exc: BaseException, failed: bool, a: socket.socket, b: socket.socket
+) -> None:
+    """Stop both ways and say what each delivered; safe to repeat."""
+    # Never leave a direction running (or a pipe held) behind the caller's back.
+    for w in ways:
+        w.cancel()
+    if failed:
+        _abort(a, b)  # an idle timeout or a cancel closes politely; an error resets
+    # What each way's dst received, from its job: settled by cancel(), whatever an observer
+    # heard or missed.
+    moved = [w.job.t.moved for w in ways] + [0, 0]
+    with contextlib.suppress(AttributeError):
+        exc.bytes_relayed = (moved[0], moved[1])  # type: ignore[attr-defined]

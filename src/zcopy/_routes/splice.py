@@ -85,8 +85,8 @@ def _through_pipe(t: Transfer) -> Generator[Wait, None, None]:
                 if streak >= _FAIR_SHARE:
                     streak = 0
                     if pipe is not None:
-                        _pipes.release(pipe)
-                        pipe = None
+                        spare, pipe = pipe, None  # forgotten first: see below
+                        _pipes.release(spare)
                     yield t.wait_src()  # most likely ready at once, after the others' turn
                     continue
                 if pipe is None:
@@ -97,8 +97,12 @@ def _through_pipe(t: Transfer) -> Generator[Wait, None, None]:
                     # on any exit the pipe is released only if the kernel says it is empty.
                     held = splice(src_fd, pipe.w, t.want(pipe.size), flags=_FLAGS)
                 except BlockingIOError:
-                    _pipes.release(pipe)  # empty: back to the pool while src is quiet
-                    pipe = None
+                    # Empty: back to the pool while src is quiet. Forgotten before it is
+                    # released: a raise right after release() must not let the finally
+                    # below release it a second time (pooled twice, one pipe would serve
+                    # two copies at once, and mix their bytes).
+                    spare, pipe = pipe, None
+                    _pipes.release(spare)
                     streak = 0
                     yield t.wait_src()
                     continue
