@@ -357,6 +357,11 @@ def _in_zcopy(frame: FrameType | None) -> bool:
 def _is_point(frame: FrameType, event: str) -> bool:
     if event not in _POINTS or not _in_zcopy(frame):
         return False
+    if "__del__" in (frame.f_code.co_name, frame.f_back and frame.f_back.f_code.co_name):
+        # A finalizer runs whenever the collector does, not in the copy's flow, and CPython
+        # only prints what raises there: no code can guard it (a Pipe's fds then close with
+        # the process).
+        return False
     # Entering or leaving the entry point itself (copy() called from, or returning to, the
     # caller): a raise there comes before the call or after it, the caller's to handle.
     return event == "c_return" or _in_zcopy(frame.f_back)
