@@ -333,7 +333,8 @@ def run(job: Job) -> int:
 
 
 def wrap_up(job: Job) -> None:
-    """Settle the count and set the positions, once, whatever raised on the way.
+    """Settle the count, count the copy in the stats and set the positions: each once,
+    whatever raised on the way.
 
     A signal handler may raise even after the kernel's last call: in the walk's
     bookkeeping, or on entering this function. Whoever handles the raise
