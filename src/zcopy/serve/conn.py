@@ -310,11 +310,18 @@ class Conn:
         Unlike ``loop.sock_recv``, the reader stays registered between
         requests, so a keep-alive connection costs no epoll_ctl per request.
         """
+        # Still registered (the inline path answered the last request from the reader
+        # callback): nothing came since the callback last received, or the loop would have
+        # said so (level-triggered), so the first recv is skipped: under concurrent load it
+        # found nothing three times in four. After a wake-up, always recv: the callback may
+        # have woken this task without receiving (a body, a request it does not answer).
+        woken = not self.reading
         while True:
-            try:
-                return self.sock.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                pass
+            if woken:
+                try:
+                    return self.sock.recv(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    pass
             if not self.reading:
                 self.loop.add_reader(self.fd, self._readable)
                 self.reading = True
@@ -323,6 +330,7 @@ class Conn:
                 await self.waiter
             finally:
                 self.waiter = None
+            woken = True
             self.turn_start = self.loop.time()  # waiting for the network gave the others a turn
             early = self.early
             if early is not None:  # the inline path received it
