@@ -465,12 +465,23 @@ def test_a_raise_at_any_point_file_to_file(tmp_path: Path, size: int) -> None:
     _sweep(attempt, factory)
 
 
-@pytest.mark.parametrize(("size", "timeout"), [(4096, None), (3 << 20, None), (1 << 20, 5.0)])
+@pytest.mark.parametrize(
+    ("driver", "size", "timeout"),
+    [
+        ("copy", 4096, None),
+        ("copy", 3 << 20, None),
+        ("copy", 1 << 20, 5.0),
+        ("acopy", 4096, 0.0),
+        ("acopy", 1 << 20, 0.0),
+    ],
+)
 def test_a_raise_at_any_point_file_to_socket(
-    tmp_path: Path, size: int, timeout: float | None
+    tmp_path: Path, driver: str, size: int, timeout: float | None
 ) -> None:
-    # One sendfile finishes the small file and the big one (a blocking socket waits in the
-    # kernel); a socket with a timeout makes the full path wait in poll() between calls.
+    # copy(): one sendfile finishes the small file and the big one (a blocking socket waits
+    # in the kernel); a socket with a timeout makes the full path wait in poll() between
+    # calls. acopy(): its driver runs in the loop's callbacks, and a raise there must still
+    # resolve the copy (never leave it awaiting forever).
     src_file = tmp_path / "src.bin"
     src_file.write_bytes(DATA[: START + size])
     state: list[tuple[io.BufferedReader, socket.socket, SlowPeer]] = []
@@ -481,7 +492,13 @@ def test_a_raise_at_any_point_file_to_socket(
         src = open(src_file, "rb")  # noqa: SIM115 - closed by attempt()
         src.seek(START)
         state.append((src, a, SlowPeer(b)))
-        return functools.partial(zcopy.copy, a, src)
+        if driver == "copy":
+            return functools.partial(zcopy.copy, a, src)
+
+        async def main() -> int:
+            return await asyncio.wait_for(zcopy.acopy(a, src), 10)
+
+        return functools.partial(asyncio.run, main())
 
     def attempt(run: Callable[[], int]) -> int:
         src, a, peer = state[-1]
@@ -533,42 +550,6 @@ def test_a_raise_at_any_point_bytes_to_bytesio() -> None:
     def attempt(run: Callable[[], int]) -> int:
         n = _outcome(run)
         assert sinks[-1].getvalue() == DATA[:n]
-        return n
-
-    _sweep(attempt, factory)
-
-
-@pytest.mark.parametrize("size", [4096, 1 << 20])
-def test_a_raise_at_any_point_acopy_file_to_socket(tmp_path: Path, size: int) -> None:
-    # acopy's driver runs in the loop's callbacks: a raise there must still resolve the copy
-    # (never leave it awaiting forever), with the count, and the position where it stands.
-    src_file = tmp_path / "src.bin"
-    src_file.write_bytes(DATA[: START + size])
-    state: list[tuple[io.BufferedReader, socket.socket, SlowPeer]] = []
-
-    def factory() -> Callable[[], int]:
-        a, b = slow_pair()
-        a.setblocking(False)
-        src = open(src_file, "rb")  # noqa: SIM115 - closed by attempt()
-        src.seek(START)
-        state.append((src, a, SlowPeer(b)))
-
-        async def main() -> int:
-            return await asyncio.wait_for(zcopy.acopy(a, src), 10)
-
-        return functools.partial(asyncio.run, main())
-
-    def attempt(run: Callable[[], int]) -> int:
-        src, a, peer = state[-1]
-        with src:
-            try:
-                n = _outcome(run)
-                assert src.tell() == START + n
-            finally:
-                a.close()
-                got = peer.result()
-                peer.sock.close()
-        assert got == DATA[START : START + n]
         return n
 
     _sweep(attempt, factory)
