@@ -174,7 +174,7 @@ async def acopy(
     >>> asyncio.run(zcopy.acopy(io.BytesIO(), b"hello"))
     5
     """
-    stepper: Stepper | None = None  # set once started: only then is anything registered
+    stepper: Stepper | None = None  # once built, cancel() undoes whatever it registered
     shot = Shot()
     try:
         n = shot.attempt(dst, src, count, True)
@@ -209,7 +209,7 @@ def _unwind(shot: Shot, stepper: Stepper | None, exc: BaseException) -> None:
         shot.abort(exc)
         return
     # Cancelled or interrupted while waiting: unregister, release, keep the count.
-    # Before the stepper started, nothing was registered: the job alone is wrapped up.
+    # Before the stepper was built, nothing was registered: the job alone is wrapped up.
     if stepper is not None:
         stepper.cancel()
     else:
