@@ -243,30 +243,36 @@ def range_cpu(s: Server, size: int, count: int) -> tuple[float, float]:
     return used / gib, gib / (time.monotonic() - t0)
 
 
-def per_request_cpu(s: Server, path: str, count: int, first: int) -> float:
-    """Server CPU µs per request for ``count`` small Range requests on one connection."""
+def per_request_cpu(
+    s: Server, path: str, count: int, first: int, length: int = LAYER_RANGE
+) -> float:
+    """Server CPU µs per request for ``count`` Range requests of ``length`` bytes, kept alive."""
+    buf = bytearray(min(length, MIB))
     (t_0, r0) = tree_cpu(s.pid)
     for batch in batches(range(first, first + count)):
         with socket.create_connection(("127.0.0.1", s.port), timeout=60) as conn:
             for k in batch:
                 conn.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n"
-                             f"Range: bytes={k}-{k + LAYER_RANGE - 1}\r\n\r\n".encode())
+                             f"Range: bytes={k}-{k + length - 1}\r\n\r\n".encode())
                 head, rest = read_head(conn, s.name)
                 if not head.startswith(b"HTTP/1.1 206"):
                     raise RuntimeError(f"{s.name} {path}: {head[:200]!r}")
-                left = LAYER_RANGE - len(rest)
+                left = length - len(rest)
                 while left > 0:
-                    got = conn.recv(left)
+                    got = conn.recv_into(buf, min(left, len(buf)))
                     if not got:
                         raise ConnectionError(f"{s.name}: closed mid-body")
-                    left -= len(got)
+                    left -= got
     t_1, r1 = tree_cpu(s.pid)
     return ((r1 - r0) if r1 and r0 else (t_1 - t_0)) / count * 1e6
 
 
 def measure_layers(root: Path, tmp: Path, reps: int, count: int,
-                   baseline: Path | None = None) -> dict[str, Any]:
+                   baseline: Path | None = None, length: int = LAYER_RANGE) -> dict[str, Any]:
     """``LAYERS``: the static server and ``zcopy serve --app`` on the layers app, alternated.
+
+    ``length``: the bytes of each ranged answer (the default, 100, makes the bytes cost
+    nothing: the figure is the per-request work; 1 MiB shows it beside a real send).
 
     With ``baseline``, every layer again on servers run from ``baseline/src``.
     """
@@ -291,8 +297,8 @@ def measure_layers(root: Path, tmp: Path, reps: int, count: int,
                 start(s, tmp, root, SERVER_CPU if CLIENT_CPU >= 0 else None)
         for i in range(reps):
             for label, s, path in rotated(cases, i):
-                per_request_cpu(s, path, 20, 0)  # warm: imports, caches, the first connection
-                got[label].append(per_request_cpu(s, path, count, 1000 * i))
+                per_request_cpu(s, path, 20, 0, length)  # warm: imports, caches, a connection
+                got[label].append(per_request_cpu(s, path, count, 1000 * i, length))
             print(f"  layers repeat {i + 1}/{reps}: "
                   + ", ".join(f"{v[-1]:.0f}" for v in got.values()) + " us/request", flush=True)
     finally:
@@ -388,7 +394,9 @@ def run(args: argparse.Namespace, root: Path, tmp: Path, size: int) -> dict[str,
     out = {"servers": [{"name": s.name, "note": s.note, "argv": _portable(s.argv)} for s in live],
            "skipped": skipped, "samples": samples}
     if "layers" in todo:
-        out["layers"] = measure_layers(root, tmp, args.reps, args.layer_requests, args.baseline)
+        out["layers"] = measure_layers(root, tmp, args.reps, args.layer_requests, args.baseline,
+                                       args.layer_range)
+        out["layer_range"] = args.layer_range
     return out
 
 
@@ -471,7 +479,8 @@ def table(res: dict[str, Any]) -> str:
             f"{row.get('rss_peak_mib', '-')} | {trace.get('verdict') or trace.get('error', '-')} |"
         )
     if res.get("layers"):
-        lines += ["", f"Per request, {LAYER_RANGE}-byte ranges (server CPU us, median):", ""]
+        n = res.get("layer_range", LAYER_RANGE)
+        lines += ["", f"Per request, {n}-byte ranges (server CPU us, median):", ""]
         for label, r in res["layers"].items():
             sp = r["spread"]
             lines.append(f"- {label}: {r['us_per_request']:.0f}"
@@ -501,6 +510,8 @@ def main() -> int:
     ap.add_argument("--ranges", type=int, help="1 MiB Range requests per repeat (default 512)")
     ap.add_argument("--layer-requests", type=int,
                     help="small Range requests per layer and repeat (default 900; quick 50)")
+    ap.add_argument("--layer-range", type=int, default=LAYER_RANGE,
+                    help=f"bytes per ranged answer in --measure layers (default {LAYER_RANGE})")
     ap.add_argument("--duration", type=float, help="wrk seconds (default 5; quick 1)")
     ap.add_argument("--conns", type=int, default=64, help="wrk connections")
     ap.add_argument("--clients", type=int, help="RSS clients (default 200; quick 20)")
