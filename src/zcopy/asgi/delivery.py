@@ -5,8 +5,11 @@
 * ``http.response.zerocopysend`` when the server advertises it: every file
   part goes as ``(file, offset, count)`` and the server sends it by sendfile,
   framing of a multi-range body in ``http.response.body`` messages between;
-* ``http.response.pathsend`` when that is all the server has *and* the body
-  is the whole file (the extension has no offset or count);
+* ``http.response.pathsend`` when that is all the server has, the body is
+  the whole file (the extension has no offset or count) *and* the caller may
+  let the server open the path again (``path`` given; ``StaticFiles`` gives
+  none when its checks were made on the opened fd: a path reopened after them
+  could name a file they refused);
 * otherwise a read loop of ``http.response.body`` chunks. A chunk is read
   inline with ``preadv2(RWF_NOWAIT)`` when the page cache has it, and in a
   worker thread only when the disk would block, so a cached file costs no
@@ -49,11 +52,14 @@ class Delivery(enum.Enum):
     PATHSEND = "pathsend: the server sends the whole file by path"
     READ_LOOP_NO_EXTENSION = "read loop: the server advertises neither pathsend nor zerocopysend"
     READ_LOOP_RANGE = "read loop: pathsend cannot carry a range or multipart body"
+    READ_LOOP_NO_PATH = "read loop: pathsend would open the path again, past the checks on the fd"
     MEMORY = "memory: the body is a small page, not the file"
 
 
-def choose(extensions: Mapping[str, Any] | None, plan: Plan) -> Delivery:
+def choose(extensions: Mapping[str, Any] | None, plan: Plan, *, by_path: bool = True) -> Delivery:
     """Pick the road for ``plan`` given the scope's ``extensions``.
+
+    ``by_path`` False: the server must not be asked to open the file by its path.
 
     >>> from zcopy.serve.ranges import ByteRange
     >>> whole = Plan(200, b"", 3, (ByteRange(0, 2),), whole=True)
@@ -62,6 +68,8 @@ def choose(extensions: Mapping[str, Any] | None, plan: Plan) -> Delivery:
     ('ZEROCOPYSEND', 'PATHSEND')
     >>> choose({PATHSEND: {}}, part).name, choose(None, whole).name
     ('READ_LOOP_RANGE', 'READ_LOOP_NO_EXTENSION')
+    >>> choose({PATHSEND: {}}, whole, by_path=False).name
+    'READ_LOOP_NO_PATH'
     """
     if not plan.parts:
         return Delivery.NO_BODY
@@ -71,7 +79,9 @@ def choose(extensions: Mapping[str, Any] | None, plan: Plan) -> Delivery:
     if ZEROCOPYSEND in ext:
         return Delivery.ZEROCOPYSEND
     if PATHSEND in ext:
-        return Delivery.PATHSEND if plan.whole else Delivery.READ_LOOP_RANGE
+        if not plan.whole:
+            return Delivery.READ_LOOP_RANGE
+        return Delivery.PATHSEND if by_path else Delivery.READ_LOOP_NO_PATH
     return Delivery.READ_LOOP_NO_EXTENSION
 
 
@@ -145,10 +155,12 @@ async def deliver(
     send: Send,
     plan: Plan,
     file: io.FileIO | None,
-    path: str,
+    path: str | None,
     extra: Sequence[tuple[bytes, bytes]] = (),
 ) -> Delivery:
     """Send ``plan``'s response; file parts come from ``file`` (``path``, absolute, for pathsend).
+
+    ``path`` None: the server is never told to open the file by name (no pathsend).
 
     The caller keeps ``file`` open until this returns, and closes it.
 
@@ -159,11 +171,12 @@ async def deliver(
     >>> asyncio.run(deliver({"type": "http"}, None, send, page, None, "")).name, sent
     ('MEMORY', ['http.response.start', 'http.response.body'])
     """
-    how = choose(scope.get("extensions"), plan)
+    how = choose(scope.get("extensions"), plan, by_path=path is not None)
     await send(response_start(plan, extra))
     if how is Delivery.NO_BODY:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     elif how is Delivery.PATHSEND:
+        assert path is not None
         await send({"type": PATHSEND, "path": path})
     elif how in (Delivery.ZEROCOPYSEND, Delivery.MEMORY):
         last = len(plan.parts) - 1

@@ -4,7 +4,9 @@ Request-target to file is ``zcopy serve``'s own code: ``serve.paths`` splits
 the raw path before percent-decoding and refuses ``..`` above the root,
 encoded slashes, NULs and (unless allowed) dotfiles; ``serve.files.open_under``
 opens without blocking on a FIFO and checks where the opened fd really is, so
-a symlink swapped in after the check cannot lead outside the directory.
+a symlink swapped in after the check cannot lead outside the directory; for
+the same reason a server offering only pathsend (which opens the path again)
+gets the read loop, unless neither check applies.
 A directory is answered by its ``index.html`` (after a redirect that adds the
 slash), never by a listing.
 """
@@ -89,6 +91,10 @@ class StaticFiles:
         self.follow_symlinks = follow_symlinks
         self.dotfiles = dotfiles
         self.index = index
+        # pathsend has the server open the path again, after the checks made on the fd
+        # (containment, dotfiles): a symlink swapped in between would send what they
+        # refused. Only with neither check is there nothing for a reopen to get past.
+        self.by_path = follow_symlinks and dotfiles
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request (and lifespan, when mounted as the whole app)."""
@@ -116,7 +122,7 @@ class StaticFiles:
         with io.FileIO(fd, "rb") as file:
             rep = describe(path, None, None, st.st_mtime_ns, st.st_size, int(st.st_mtime))
             plan = plan_file(verb, request_fields(scope), st.st_size, rep)
-            await deliver(scope, receive, send, plan, file, path)
+            await deliver(scope, receive, send, plan, file, path if self.by_path else None)
 
     def _open(
         self, scope: Scope, verb: str, target: Target

@@ -1,0 +1,70 @@
+"""zcopy.asgi attacked: a racing file system, careless callers and hostile requests.
+
+Each test here failed before the fix it guards (see the commit that added it).
+Real files throughout; real servers (``zcopy serve --app``, uvicorn) where the
+bug needs one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from asgi_fake import run_app
+from asgi_util import request, start
+
+from zcopy.asgi import Delivery, FileResponse, StaticFiles
+from zcopy.asgi.types import PATHSEND
+
+SECRET = b"TOP SECRET: the key is 0123456789abcdef\n"
+PUBLIC = b"public bytes\n"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """``site/victim.txt`` to serve, and ``secret.txt`` beside (outside) the site."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "victim.txt").write_bytes(PUBLIC)
+    (tmp_path / "secret.txt").write_bytes(SECRET)
+    return tmp_path
+
+
+def _restore(tree: Path) -> None:
+    victim = tree / "site" / "victim.txt"
+    if victim.is_symlink():
+        victim.unlink()
+    victim.write_bytes(PUBLIC)
+
+
+# --- StaticFiles: a path the checks never saw must not reach the server -------------------
+
+
+def test_static_pathsend_never_reopens_a_path_swapped_for_a_symlink(tree: Path) -> None:
+    """pathsend makes the server open the *path* again, after the fd-based containment check.
+
+    Before the fix, ``without_extensions(StaticFiles(...))`` (the documented rescue
+    behind GZip) under ``zcopy serve --app`` sent a file outside the directory when
+    a symlink was swapped in between the app's check and the server's open.
+    """
+    with start(tree, "asgi_app_attack_apps:static_pathsend") as server:
+        for _ in range(3):
+            _restore(tree)
+            resp, body = request(server.port, "GET", "/victim.txt")
+            assert b"SECRET" not in body and SECRET[: len(PUBLIC)] != body
+            assert resp.status == 200 and body == PUBLIC
+
+
+def test_static_whole_file_with_pathsend_only_takes_the_read_loop(tree: Path) -> None:
+    got = run_app(StaticFiles(tree / "site"), "/victim.txt", extensions={PATHSEND: {}})
+    assert got.body == PUBLIC and PATHSEND not in got.kinds
+    # Nothing to bypass when symlinks may lead anywhere and dotfiles are shown: pathsend.
+    trusting = StaticFiles(tree / "site", follow_symlinks=True, dotfiles=True)
+    got = run_app(trusting, "/victim.txt", extensions={PATHSEND: {}})
+    assert got.kinds == ["http.response.start", PATHSEND] and got.body == PUBLIC
+
+
+def test_file_response_records_the_reopen_road(tree: Path) -> None:
+    """FileResponse follows symlinks by design: pathsend stays its whole-file road."""
+    response = FileResponse(tree / "site" / "victim.txt")
+    run_app(response, extensions={PATHSEND: {}})
+    assert response.delivery is Delivery.PATHSEND
