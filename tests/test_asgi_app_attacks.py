@@ -7,6 +7,7 @@ bug needs one.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from asgi_fake import run_app
 from asgi_util import request, start
 
 from zcopy.asgi import Delivery, FileResponse, StaticFiles
-from zcopy.asgi.types import PATHSEND
+from zcopy.asgi.types import PATHSEND, Message
 
 SECRET = b"TOP SECRET: the key is 0123456789abcdef\n"
 PUBLIC = b"public bytes\n"
@@ -68,3 +69,64 @@ def test_file_response_records_the_reopen_road(tree: Path) -> None:
     response = FileResponse(tree / "site" / "victim.txt")
     run_app(response, extensions={PATHSEND: {}})
     assert response.delivery is Delivery.PATHSEND
+
+
+# --- Header injection: a caller's string never becomes a header line of its own -----------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"media_type": "text/plain\r\nSet-Cookie: pwned=1"},
+        {"headers": {"Content-Type": "text/plain\r\nSet-Cookie: pwned=1"}},
+        {"headers": {"ETag": '"v1"\r\nSet-Cookie: pwned=1'}},
+        {"headers": {"X-Note": "fine\r\nSet-Cookie: pwned=1"}},
+        {"headers": {"X-Note": "nul\x00"}},
+        {"headers": {"Bad Name": "v"}},
+        {"filename": "a.txt", "content_disposition_type": "inline\r\nSet-Cookie: pwned=1"},
+    ],
+)
+def test_control_characters_in_caller_strings_are_refused(
+    tree: Path, kwargs: dict[str, object]
+) -> None:
+    """media_type and an ETag went into the planner's header *lines*: CRLF split them into a
+    header of the caller's choosing, past every server's CR/LF check."""
+    with pytest.raises(ValueError, match="FileResponse"):
+        FileResponse(tree / "site" / "victim.txt", **kwargs)  # type: ignore[arg-type]
+
+
+def test_tab_and_non_ascii_names_are_still_allowed(tree: Path) -> None:
+    response = FileResponse(
+        tree / "site" / "victim.txt", media_type="text/plain;\tcharset=latin-1",
+        headers={"X-Note": "a\tb"}, filename="r\u00e9sum\u00e9.txt",
+    )
+    got = run_app(response)
+    assert got.status == 200 and got.body == PUBLIC
+    assert got.headers["x-note"] == "a\tb" and "filename*=UTF-8''r%C3%A9" in got.headers[
+        "content-disposition"]
+
+
+def test_redirect_query_cannot_add_a_header(tree: Path) -> None:
+    """The directory redirect copies the query into Location, bytes as the server gave them."""
+    (tree / "site" / "sub").mkdir()
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "GET", "path": "/sub", "raw_path": b"/sub", "root_path": "",
+        "query_string": b"a=1\r\nSet-Cookie: pwned=1&b=\xe9 x", "headers": [],
+    }
+    asyncio.run(asyncio.wait_for(StaticFiles(tree / "site")(scope, _never, send), 10))
+    head = sent[0]
+    assert head["status"] == 301
+    headers = head["headers"]
+    assert isinstance(headers, list)
+    assert [name for name, _ in headers].count(b"set-cookie") == 0
+    assert dict(headers)[b"location"] == b"/sub/?a=1%0D%0ASet-Cookie:%20pwned=1&b=%E9%20x"
+
+
+async def _never() -> Message:
+    await asyncio.sleep(3600)
+    return {"type": "http.disconnect"}

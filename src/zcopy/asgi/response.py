@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -86,6 +87,39 @@ def absolute(path: str) -> str:
     return done
 
 
+# A field value may hold HTAB, SP and visible or obs-text characters, no other control
+# (RFC 9110 §5.5): CR or LF would end the line (the media type and ETag become header
+# *lines* in the plan, re-split into fields), NUL is refused by servers mid-response.
+_NOT_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def checked_value(what: str, value: str) -> str:
+    """``value``, if it can be a header field value; else ``ValueError`` naming ``what``.
+
+    >>> checked_value("media_type", "text/plain;\\tcharset=utf-8")
+    'text/plain;\\tcharset=utf-8'
+    >>> checked_value("media_type", "a/b\\r\\nSet-Cookie: x=1")
+    Traceback (most recent call last):
+    ...
+    ValueError: FileResponse: media_type holds a control character: 'a/b\\r\\nSet-Cookie: x=1'
+    """
+    if _NOT_IN_VALUE.search(value):
+        raise ValueError(f"FileResponse: {what} holds a control character: {value!r}")
+    return value
+
+
+def checked_name(what: str, name: str) -> str:
+    """``name``, if it is an HTTP token; else ``ValueError`` naming ``what``.
+
+    >>> checked_name("header name", "X-Note")
+    'X-Note'
+    """
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"FileResponse: {what} is not an HTTP token: {name!r}")
+    return name
+
+
 def with_charset(media_type: str) -> str:
     """A text type without a charset gets ``charset=utf-8`` (as Starlette does).
 
@@ -106,7 +140,10 @@ class FileResponse(ResponseBase):
     ``etag`` replaces the computed one. ``filename`` names the download
     (``content_disposition_type`` "attachment" or "inline"). A missing file or a
     directory is answered 404, a FIFO, a device or an unreadable file 403.
-    ``delivery`` tells, after a call, which road the body took.
+    ``delivery`` tells, after a call, which road the body took. A control
+    character (CR, LF, NUL, ...) in ``media_type`` or a header value, or a header
+    name or disposition type that is not a token, is a ``ValueError`` here: never a
+    header line the caller did not mean (the filename is made safe instead).
 
     >>> import asyncio, tempfile
     >>> sent = []
@@ -141,16 +178,20 @@ class FileResponse(ResponseBase):
         self.etag: str | None = None
         raw: list[tuple[bytes, bytes]] = []
         for name, value in (headers or {}).items():
-            key = name.lower()
+            key = checked_name("header name", name).lower()
+            checked_value(f"header {name!r}", value)
             if key == "content-type" and media_type is None:
                 media_type = value
             elif key == "etag":
                 self.etag = value
             else:
                 raw.append((key.encode("latin-1"), value.encode("latin-1")))
-        self.media_type = with_charset(media_type) if media_type is not None else None
+        if media_type is not None:
+            media_type = with_charset(checked_value("media_type", media_type))
+        self.media_type = media_type
         if filename is not None and not any(k == b"content-disposition" for k, _ in raw):
-            value = content_disposition(filename, content_disposition_type)
+            kind = checked_name("content_disposition_type", content_disposition_type)
+            value = content_disposition(filename, kind)
             raw.append((b"content-disposition", value.encode("latin-1")))
         self.raw_headers = raw
         self.delivery: Delivery | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 from urllib.parse import quote
 
@@ -27,6 +28,7 @@ from .response import describe
 from .types import Receive, Scope, Send
 
 ALLOW = b"Allow: GET, HEAD\r\n"
+_UNSAFE_IN_QUERY = re.compile(r"[\x00-\x20\x7f-\xff]")
 
 
 def route_target(scope: Scope) -> str:
@@ -154,7 +156,10 @@ class StaticFiles:
         """301 to the directory's URL with its slash, under the mount point."""
         location = quote(str(scope.get("root_path", ""))) + url_path + "/"
         if query:
-            location += "?" + query
+            # The query is the server's bytes (latin-1): CR/LF would end the Location line
+            # and start a header of the client's choosing, so controls, space and
+            # non-ASCII go percent-encoded.
+            location += "?" + _UNSAFE_IN_QUERY.sub(lambda m: f"%{ord(m[0]):02X}", query)
         return error_page(verb, 301, f"Location: {location}\r\n".encode("latin-1"))
 
 
