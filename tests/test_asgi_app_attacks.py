@@ -8,11 +8,12 @@ bug needs one.
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
-from asgi_fake import run_app
-from asgi_util import request, start
+from asgi_fake import BOTH, Uvicorn, run_app
+from asgi_util import TESTS, request, start
 
 from zcopy.asgi import Delivery, FileResponse, StaticFiles
 from zcopy.asgi.types import PATHSEND, Message
@@ -130,3 +131,44 @@ def test_redirect_query_cannot_add_a_header(tree: Path) -> None:
 async def _never() -> Message:
     await asyncio.sleep(3600)
     return {"type": "http.disconnect"}
+
+
+# --- A status that never carries content gets none -----------------------------------------
+
+
+def _pipelined(port: int, first: str, then: str) -> bytes:
+    """Two requests on one connection, everything the server says until it is quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {first} HTTP/1.1\r\nHost: t\r\n\r\nGET {then} HTTP/1.1\r\nHost: t\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+        return got
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_status_without_content_sends_no_body_to_be_read_as_the_next_response(
+    tree: Path, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """``FileResponse(path, status_code=304)`` sent Content-Length and the file: uvicorn
+    (httptools) wrote both, and a keep-alive client, which reads no body after a 304 or
+    204 (RFC 9112 §6.3), took the file's bytes for the start of the next response."""
+    monkeypatch.setenv("ZCOPY_TEST_ROOT", str(tree))
+    with Uvicorn(TESTS, "asgi_app_attack_apps:no_content") as server:
+        got = _pipelined(server.port, f"/?{status}", "/?200")
+    head, sep, rest = got.partition(b"\r\n\r\n")
+    assert sep and head.startswith(b"HTTP/1.1 %d " % status), got
+    assert b"content-length" not in head.lower()
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:40]
+    assert rest.endswith(b"\r\n\r\n" + PUBLIC)
+    if status == 304:
+        assert b"etag: " in head.lower()  # a 304 repeats the validators
+
+
+def test_head_of_a_status_without_content(tree: Path) -> None:
+    response = FileResponse(tree / "site" / "victim.txt", status_code=204)
+    for verb in ("GET", "HEAD"):
+        got = run_app(response, method=verb, extensions=BOTH)
+        assert got.status == 204 and got.body == b"" and "content-length" not in got.headers
+        assert response.delivery is Delivery.NO_BODY

@@ -135,9 +135,9 @@ class FileResponse(ResponseBase):
     """Send the file at ``path``; an ASGI app, and a Starlette ``Response`` when Starlette is there.
 
     ``status_code`` other than 200 sends the whole file with that status, no
-    ranges or preconditions (as Starlette does). ``headers`` are added to
-    every answer; a ``content-type`` among them acts as ``media_type`` and an
-    ``etag`` replaces the computed one. ``filename`` names the download
+    ranges or preconditions (as Starlette does); 1xx, 204 and 304 send no body.
+    ``headers`` are added to every answer; a ``content-type`` among them acts as
+    ``media_type`` and an ``etag`` replaces the computed one. ``filename`` names the download
     (``content_disposition_type`` "attachment" or "inline"). A missing file or a
     directory is answered 404, a FIFO, a device or an unreadable file 403.
     ``delivery`` tells, after a call, which road the body took. A control
@@ -227,7 +227,15 @@ class FileResponse(ResponseBase):
             await self.background()
 
     def plan(self, verb: str, request: Mapping[str, str], size: int, rep: Representation) -> Plan:
-        """The planner's answer, or the whole file under a status the caller chose."""
-        if self.status_code == 200:
+        """The planner's answer, or the whole file under a status the caller chose.
+
+        A status that never carries content (1xx, 204, 304) gets the head alone, with
+        no Content-Length: a client reads no body after it, so the file's bytes would
+        be taken for the start of the next response on the connection.
+        """
+        status = self.status_code
+        if status == 200:
             return plan_file(verb, request, size, rep)
-        return dataclasses.replace(plan_file(verb, {}, size, rep), status=self.status_code)
+        if status < 200 or status in (204, 304):
+            return Plan(status, rep.not_modified if status == 304 else rep.fields, None)
+        return dataclasses.replace(plan_file(verb, {}, size, rep), status=status)
