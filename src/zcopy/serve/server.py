@@ -176,7 +176,7 @@ class Server:
             await acceptor
         self.listener.close()
         for conn in list(self.conns):
-            if conn.state in (IDLE, HEAD, BODY) and conn.task is not None:
+            if self._nothing_in_flight(conn) and conn.task is not None:
                 # Nothing in flight: close, lingering (a request already sent gets a FIN, not a
                 # RST). Responses in flight finish first; lingering closes go on.
                 conn.timed_out = "shutdown"
@@ -199,6 +199,13 @@ class Server:
         self.log.close()
         if self.cfg.stats:
             self.print_stats()
+
+    def _nothing_in_flight(self, conn: Conn) -> bool:
+        """Whether a shutdown may close ``conn`` at once: no response is under way.
+
+        Waiting for a request (its head, or a body the server only discards) is nothing.
+        """
+        return conn.state in (IDLE, HEAD, BODY)
 
     def stop(self) -> None:
         """Stop accepting; answer what is in flight with ``Connection: close``."""

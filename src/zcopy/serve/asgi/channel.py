@@ -40,7 +40,14 @@ _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _NEVER = float("inf")
 DISCONNECT = {"type": "http.disconnect"}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-MAX_PIPELINED = 1 << 20  # input buffered for later requests while waiting for a disconnect
+# Input read for later requests while the app waits for the disconnect (an event stream):
+# past either bound the socket is no longer read, so a client pipelining behind a long
+# response cannot make the server parse and keep its requests without end.
+MAX_PIPELINED = 1 << 20
+MAX_PIPELINED_REQUESTS = 64
+# pathsend opens without blocking: a FIFO swapped in for the file must not stop the loop.
+_PATHSEND_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+_BODY_TYPES = (bytes, bytearray, memoryview)
 
 
 class ClientDisconnected(OSError):
@@ -56,6 +63,7 @@ class Exchange:
 
     __slots__ = (
         "_finished",
+        "_later",
         "_reading",
         "body_deadline",
         "body_sent",
@@ -67,6 +75,7 @@ class Exchange:
         "done",
         "head",
         "head_sent",
+        "malformed",
         "req",
         "server",
         "started",
@@ -85,6 +94,8 @@ class Exchange:
         self.disconnected = False
         self.continued = False  # 100 Continue sent
         self.delivered = False  # the final http.request (more_body False) was handed over
+        self.malformed = False  # the body broke the protocol: the client is owed a 400
+        self._later = 0  # bytes read for later requests while waiting for the disconnect
         self.body_deadline = 0.0
         self._finished: asyncio.Future[None] | None = None
         self._reading: asyncio.Lock | None = None  # made on the first socket read
@@ -111,7 +122,9 @@ class Exchange:
                 await self._wait_for_disconnect()
                 continue
             if req.error or self.conn.reader.broken:
-                self.disconnected = True  # a malformed body: the client will get a 400 and close
+                # A malformed body: the app hears the end of the request; the client, still
+                # there, gets the 400 the server answers when the app has not (server.py).
+                self.malformed = self.disconnected = True
                 continue
             if req.expect_continue and not self.continued and not self.head_sent:
                 self.continued = True
@@ -190,8 +203,11 @@ class Exchange:
             self._finished = loop.create_future()
         reader = self.conn.reader
         while not (self.disconnected or self.done):
-            later = sum(r.buffered for r in reader.ready if isinstance(r, AsgiRequest))
-            if later > MAX_PIPELINED or reader.broken:
+            if (
+                self._later > MAX_PIPELINED
+                or len(reader.ready) >= MAX_PIPELINED_REQUESTS
+                or reader.broken
+            ):
                 await asyncio.shield(self._finished)  # no more reading: wait for the response
                 return
             recv = loop.create_task(self._recv_locked())
@@ -211,6 +227,7 @@ class Exchange:
             if not data:
                 self.disconnected = True
                 return
+            self._later += len(data)
             reader.feed(data)  # the next pipelined request: it waits in ``ready``
 
     # send -----------------------------------------------------------------------------
@@ -263,6 +280,9 @@ class Exchange:
         head = self.head
         assert head is not None
         framing = head.framing
+        if type(body) is not bytes and not isinstance(body, _BODY_TYPES):
+            # Checked before the head counts as sent: nothing is on the wire, so a 500.
+            raise TypeError(f"http.response.body: body must be bytes, not {type(body).__name__}")
         if body and framing is not Framing.NONE:
             self._budget(len(body))  # before anything counts as sent: a 500 is still possible
         out = b"" if self.head_sent else head.data
@@ -279,7 +299,7 @@ class Exchange:
 
     async def _pathsend(self, path: str) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, _PATHSEND_FLAGS)
         except OSError as exc:
             raise RuntimeError(f"pathsend: cannot open {path!r}: {exc.strerror}") from None
         try:
@@ -310,12 +330,23 @@ class Exchange:
             fd = source = file if isinstance(file, int) else file.fileno()
         offset = message.get("offset")
         count = message.get("count")
+        for name, value in (("offset", offset), ("count", count)):
+            # Checked before the head counts as sent: a bad one is a 500, not a cut.
+            if value is not None and (type(value) is not int or value < 0):
+                raise ValueError(f"zerocopysend: {name} must be an int >= 0, not {value!r}")
         # Without an offset the file's own position is used and moved, as sendfile(2) does.
-        start = os.lseek(fd, 0, os.SEEK_CUR) if offset is None else offset
+        # A buffered file's position is its tell(): its fd has been read ahead of it.
+        buffered = offset is None and not isinstance(file, int | io.FileIO)
+        if offset is None:
+            start = file.tell() if buffered else os.lseek(fd, 0, os.SEEK_CUR)
+        else:
+            start = offset
         if count is None:
             count = max(os.fstat(fd).st_size - start, 0)
         sent = await self._file(source, start, count, more=bool(message.get("more_body")))
-        if offset is None:
+        if buffered:
+            file.seek(start + sent)  # also drops what the buffer read ahead
+        elif offset is None:
             os.lseek(fd, start + sent, os.SEEK_SET)
 
     async def _file(

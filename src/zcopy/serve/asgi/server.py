@@ -12,19 +12,20 @@ after the last connection.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import headers
 from ..conn import Conn
 from ..log import error
 from ..loops import run_loop
 from ..parser import MAX_DISCARD, Request
-from ..server import Config, Server
+from ..server import Config, Server, _Close
 from .channel import ClientDisconnected, Exchange, FileShrank
 from .lifespan import Lifespan, Mode
 from .reader import AsgiRequest, AsgiRequestReader
@@ -76,6 +77,9 @@ class AsgiServer(Server):
         self.failed = False  # lifespan startup or shutdown failed: exit non-zero
         self.server_addr: Address | None = address(listener.getsockname())
         self._clients: dict[Conn, Address | None] = {}
+        # Connections whose app is running: in flight for a shutdown even while the app
+        # waits in receive() for body bytes (state BODY, which is idle to the engine).
+        self._in_app: set[Conn] = set()
         # The reader callback receives for us (``Conn.serve_now``) and always declines to
         # answer: the app answers in the task. Received in the callback, the request is off
         # the socket before the loop polls again; woken only, the task had not read it yet,
@@ -87,6 +91,10 @@ class AsgiServer(Server):
     def _answer_now(self, conn: Conn, req: Request) -> bool:
         """Never answered from the reader callback: every request is the app's (the task's)."""
         return False
+
+    def _nothing_in_flight(self, conn: Conn) -> bool:
+        """An app reading its request body is in flight: a shutdown lets it answer."""
+        return conn not in self._in_app and super()._nothing_in_flight(conn)
 
     async def serve(self) -> None:
         """Lifespan startup, then serve until told to stop, then lifespan shutdown."""
@@ -136,6 +144,7 @@ class AsgiServer(Server):
             return False
         ex = Exchange(self, conn, req)
         conn.deadline = _NEVER  # the app's time is its own; socket waits arm their deadlines
+        self._in_app.add(conn)
         try:
             await self.app(scope, ex.receive, ex.send)
         except ClientDisconnected:
@@ -143,12 +152,23 @@ class AsgiServer(Server):
         except FileShrank as exc:
             error(f"{conn.host}: {req.request_line}: {exc}")
             if ex.head_sent:
-                ex.abort()  # else nothing is on the wire yet: the 500 below says it
-        except Exception as exc:
+                self._cut(conn, req, ex)
+            await self._error_response(conn, req, ex, 500)  # nothing is on the wire yet
+            return False
+        except asyncio.CancelledError:
+            # The end of a shutdown's wait, or a stalled send: a body under way is cut,
+            # never ended by the close's FIN (which would complete a body framed by it).
+            if ex.head_sent and not ex.done:
+                ex.abort()
+            raise
+        except BaseException as exc:  # SystemExit too: an app's sys.exit() is not the server's
             return await self._app_failed(conn, req, ex, exc)
         finally:
+            self._in_app.discard(conn)
             if ex.reading:  # the app read the socket: a receive() it left running must stop
                 await ex.settle()
+        if self._owes_400(ex):
+            return True  # the engine answers the 400 queued behind this request, then closes
         if not ex.done:
             if not ex.head_sent and not ex.disconnected:
                 error(f"{conn.host}: {req.request_line}: the app returned without a response")
@@ -156,16 +176,20 @@ class AsgiServer(Server):
                 return False
             if not ex.disconnected:
                 error(f"{conn.host}: {req.request_line}: the app returned mid-response")
-            ex.abort()
+            self._cut(conn, req, ex)
         self._log(conn, req, ex.head.status if ex.head else 0, ex.body_sent)
         if ex.close or ex.disconnected:
             return False  # the engine closes, lingering: unread input never turns into a RST
         return req.complete or await self._discard_body(conn, ex)
 
-    async def _app_failed(self, conn: Conn, req: Request, ex: Exchange, exc: Exception) -> bool:
+    async def _app_failed(
+        self, conn: Conn, req: Request, ex: Exchange, exc: BaseException
+    ) -> bool:
         """An exception from the app: 500 if nothing was sent yet, else cut the connection."""
         if ex.disconnected:
-            return False  # the client left and the app's send said so: nothing to report
+            # The client left and the app's send said so: nothing to report. Or its body was
+            # malformed (the app heard a disconnect, e.g. Starlette's ClientDisconnect): a 400.
+            return self._owes_400(ex)
         error(
             f"{conn.host}: {req.request_line}: exception in the app\n"
             + "".join(traceback.format_exception(exc)).rstrip()
@@ -173,9 +197,26 @@ class AsgiServer(Server):
         if not ex.head_sent:
             await self._error_response(conn, req, ex, 500)
         elif not ex.done:
-            self._log(conn, req, ex.head.status if ex.head else 0, ex.body_sent)
-            ex.abort()  # the client must see a cut, not a clean (but short) end
+            self._cut(conn, req, ex)  # the client must see a cut, not a clean (but short) end
         return False
+
+    def _owes_400(self, ex: Exchange) -> bool:
+        """Whether the request's body broke the protocol and nothing was answered yet.
+
+        The reader queued a 400 request behind this one; answering it tells the
+        client, which is still there, why the connection closes.
+        """
+        return ex.malformed and not ex.head_sent and bool(ex.conn.reader.ready)
+
+    def _cut(self, conn: Conn, req: Request, ex: Exchange) -> NoReturn:
+        """A response that cannot be finished: log it, then close with a reset.
+
+        Never a lingering close: its FIN would end a body framed by the end of the
+        connection (HTTP/1.0) as if it were complete.
+        """
+        self._log(conn, req, ex.head.status if ex.head else 0, ex.body_sent)
+        ex.abort()
+        raise _Close
 
     async def _error_response(self, conn: Conn, req: Request, ex: Exchange, status: int) -> None:
         ex.done = True
