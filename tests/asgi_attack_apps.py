@@ -148,6 +148,18 @@ async def stream_slowly(scope: dict[str, Any], receive: Receive, send: Send) -> 
     await send({"type": "http.response.body", "body": b"end\n"})
 
 
+async def strays(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """Leaves three tasks in receive() for a body it never needed, then answers."""
+    loop = asyncio.get_running_loop()
+    STRAYS.extend(loop.create_task(receive()) for _ in range(3))
+    await asyncio.sleep(0.02)  # one waits on the socket, two for their turn
+    await start(send, length=2)
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+STRAYS: list[asyncio.Task[Any]] = []  # referenced, so they are not collected mid-wait
+
+
 async def ok(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     await start(send, length=2)
     await send({"type": "http.response.body", "body": b"ok"})
@@ -164,6 +176,7 @@ ROUTES = {
     "/str-body": str_body,
     "/bad-count": bad_count,
     "/stream-slowly": stream_slowly,
+    "/strays": strays,
     "/ok": ok,
 }
 

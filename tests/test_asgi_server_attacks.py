@@ -188,3 +188,17 @@ def test_pipelined_input_behind_a_long_response_is_bounded(server: ServeProc) ->
         grew = rss_kib() - before
     assert grew < 32 * 1024, f"the server grew by {grew} KiB for one client's pipelined heads"
     still_serving(server)
+
+
+def test_several_stray_receive_tasks_cost_the_next_request_no_wait(server: ServeProc) -> None:
+    """Was: the first stray was stopped, the next took the read lock and waited on the
+    socket: the next request on the connection sat out ``settle``'s 1 s bound."""
+    with server.connect(timeout=5) as s, s.makefile("rb") as f:
+        for _ in range(3):
+            s.sendall(b"POST /strays HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n")
+            assert read_response(f).body == b"ok"
+            began = time.monotonic()
+            s.sendall(b"0123456789GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(f).body == b"ok"
+            took = time.monotonic() - began
+            assert took < 0.5, f"the request after the strays waited {took:.2f}s"

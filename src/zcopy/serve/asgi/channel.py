@@ -65,6 +65,7 @@ class Exchange:
         "_finished",
         "_later",
         "_reading",
+        "_settled",
         "body_deadline",
         "body_sent",
         "close",
@@ -99,6 +100,7 @@ class Exchange:
         self.body_deadline = 0.0
         self._finished: asyncio.Future[None] | None = None
         self._reading: asyncio.Lock | None = None  # made on the first socket read
+        self._settled = False  # the app returned: its receive() reads the socket no more
 
     # receive --------------------------------------------------------------------------
 
@@ -130,18 +132,21 @@ class Exchange:
                 self.continued = True
                 self.conn.reader.continue_due = False  # sent here, when the app asks
                 await self._write(CONTINUE)
-            if not await self.read_more():
+            if not await self.read_more(for_app=True):
                 self.disconnected = True
 
-    async def read_more(self) -> bool:
+    async def read_more(self, *, for_app: bool = False) -> bool:
         """Receive and parse more input within the request's body deadline; False at EOF.
 
         One reader at a time: an app may call ``receive()`` from two tasks, and the
-        connection has one waiter slot.
+        connection has one waiter slot. The app's turn may come after it returned
+        (``settle``): then its ``receive()`` ends there.
         """
         if self._reading is None:
             self._reading = asyncio.Lock()
         async with self._reading:
+            if for_app and self._settled:
+                raise asyncio.CancelledError("the app returned: its receive() is over")
             return await self._read_more()
 
     async def _read_more(self) -> bool:
@@ -172,6 +177,8 @@ class Exchange:
         if self._reading is None:
             self._reading = asyncio.Lock()
         async with self._reading:
+            if self._settled:
+                raise asyncio.CancelledError("the app returned: its receive() is over")
             return await self.conn.recv()
 
     @property
@@ -183,8 +190,11 @@ class Exchange:
         """After the app returned: stop a ``receive()`` it left running in a task of its own.
 
         The connection has one waiter slot; the next request's read must not share it
-        with a stray reader (whose clean-up would clear the slot under it).
+        with a stray reader (whose clean-up would clear the slot under it). Strays
+        queued for the lock behind it end as they get it (``_settled``), so any
+        number of them costs no wait.
         """
+        self._settled = True
         lock = self._reading
         if lock is None or not lock.locked():
             return
