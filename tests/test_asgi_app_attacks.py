@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asgi_fake import BOTH, Uvicorn, run_app
@@ -172,3 +173,22 @@ def test_head_of_a_status_without_content(tree: Path) -> None:
         got = run_app(response, method=verb, extensions=BOTH)
         assert got.status == 204 and got.body == b"" and "content-length" not in got.headers
         assert response.delivery is Delivery.NO_BODY
+
+
+# --- Ranges against RFC 9110 ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("road", [BOTH, {}])
+def test_suffix_range_of_an_empty_file_is_the_empty_file_not_416(tmp_path: Path, road: Any) -> None:
+    """RFC 9110 §14.1.1: of a zero-length representation, a suffix-range with a non-zero
+    length is the one satisfiable form; it names no byte, so the whole (empty) file answers.
+    (A tail -c of an empty log was a 416 with ``Content-Range: bytes */0``.)"""
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    for app in (FileResponse(empty), StaticFiles(tmp_path)):
+        got = run_app(app, "/empty.log", headers={"range": "bytes=-500"}, extensions=road)
+        assert got.status == 200 and got.body == b"" and got.headers["content-length"] == "0"
+        # The forms that are not satisfiable stay 416.
+        for spec in ("bytes=0-", "bytes=-0", "bytes=0-0,-0"):
+            got = run_app(app, "/empty.log", headers={"range": spec}, extensions=road)
+            assert got.status == 416 and got.headers["content-range"] == "bytes */0"

@@ -178,6 +178,8 @@ def plan_ranges(
 
     >>> plan_ranges("bytes=10-", 5).status, plan_ranges("bytes=x", 5).status
     (416, 200)
+    >>> plan_ranges("bytes=-5", 0).status, plan_ranges("bytes=0-", 0).status
+    (200, 416)
     >>> [r.length for r in plan_ranges("bytes=0-1,100-101", 1000).ranges]
     [2, 2]
     """
@@ -188,6 +190,10 @@ def plan_ranges(
         return WHOLE
     ranges = satisfiable(specs, size)
     if not ranges:
+        # RFC 9110 §14.1.1: of an empty representation a suffix-range of non-zero length
+        # is satisfiable, yet names no byte a 206 could carry: the whole (empty) one does.
+        if size == 0 and any(first is None and last for first, last in specs):
+            return WHOLE
         return UNSATISFIABLE
     if len(ranges) > 1:
         ranges = coalesce(ranges)
