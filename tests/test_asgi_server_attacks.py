@@ -202,3 +202,18 @@ def test_several_stray_receive_tasks_cost_the_next_request_no_wait(server: Serve
             assert read_response(f).body == b"ok"
             took = time.monotonic() - began
             assert took < 0.5, f"the request after the strays waited {took:.2f}s"
+
+
+def test_a_stream_cut_by_the_end_of_shutdown_is_a_reset(root: Path) -> None:
+    """Was: the shutdown's cancellation closed with a FIN: an HTTP/1.0 stream (framed by
+    the close) still running at the end of ``--shutdown-timeout`` looked complete."""
+    with start(root, APP, "--shutdown-timeout", "0.3") as proc, proc.connect() as s:
+        s.sendall(b"GET /stream-slowly?n=40 HTTP/1.0\r\n\r\n")
+        assert s.recv(4096)
+        os.kill(proc.pid, signal.SIGTERM)
+        got = b""
+        with pytest.raises(ConnectionResetError):
+            while chunk := s.recv(65536):
+                got += chunk
+        assert b"end\n" not in got
+        assert proc.proc.wait(10) == 0
