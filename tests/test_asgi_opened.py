@@ -28,7 +28,7 @@ from asgi_util import start
 from conftest import require_strace
 from serve_util import wait_for
 
-from zcopy.asgi import FileResponse
+from zcopy.asgi import FileResponse, StaticFiles
 from zcopy.asgi.opened import FILES, MAX_OPEN, OpenFileCache
 from zcopy.asgi.types import ZEROCOPYSEND, Message
 from zcopy.tools import strace
@@ -366,7 +366,7 @@ def test_strace_one_open_for_many_ranged_requests(tmp_path: Path) -> None:
 
 
 UVICORN_APP = """
-from zcopy.asgi import FileResponse
+from zcopy.asgi import FileResponse, StaticFiles
 
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -391,3 +391,61 @@ def test_uvicorn_sees_a_replace_on_a_kept_alive_connection(tmp_path: Path) -> No
             assert not [t for t in holding(f, server.proc.pid) if t.endswith("(deleted)")]
         finally:
             conn.close()
+
+
+def test_out_of_fds_even_after_closing_idle_ones_is_503_with_retry_after(tmp_path: Path) -> None:
+    """EMFILE with nothing idle to close: 503 and ``Retry-After`` (a 404 would be cached)."""
+    (tmp_path / "a.txt").write_bytes(b"hello")
+    loop = asyncio.new_event_loop()  # its own fds first: only the file's open may fail
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    def scope(path: str) -> dict[str, Any]:
+        return {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
+                "root_path": "", "query_string": b"", "headers": [], "extensions": BOTH}
+
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        loop.run_until_complete(FileResponse(tmp_path / "a.txt")(scope("/"), receive, send))
+        loop.run_until_complete(StaticFiles(tmp_path)(scope("/a.txt"), receive, send))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        loop.close()
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert len(starts) == 2
+    for start_message in starts:
+        fields = dict(start_message["headers"])
+        assert start_message["status"] == 503 and fields.get(b"retry-after") == b"1", fields
+    assert not FILES._map  # nothing half-opened was kept
+
+
+def test_a_child_forked_mid_response_starts_with_an_empty_cache(tmp_path: Path) -> None:
+    """The parent's holds never end in the child: it must not inherit entries they pin."""
+    held_path, idle_path = tmp_path / "held.txt", tmp_path / "idle.txt"
+    held_path.write_bytes(b"one")
+    idle_path.write_bytes(b"two")
+    idle, _ = FILES.acquire(str(idle_path))
+    FILES.release(idle)
+    held, _ = FILES.acquire(str(held_path))  # a response in flight when the fork comes
+    pid = os.fork()
+    if pid == 0:  # the child: report by exit status, never return into pytest
+        code = 1
+        try:
+            fresh = not FILES._map and idle.file.closed and not held.file.closed
+            FILES.release(held)  # the response, if it goes on here, lets go: its fd closes
+            code = 0 if fresh and held.file.closed and not FILES._map else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not held.file.closed and not idle.file.closed  # the parent's own, untouched
+    assert len(FILES) == 2
+    FILES.release(held)

@@ -149,6 +149,18 @@ def test_route_target_under_a_mount() -> None:
     assert route_target({"path": "/x", "root_path": ""}) == "/x"
 
 
+def test_a_sibling_of_the_mount_point_is_not_under_it(site: Path) -> None:
+    """``/staticnested/x`` is not ``/nested/x`` below a mount at ``/static``."""
+    (site / "nested").mkdir(exist_ok=True)
+    (site / "nested" / "x.txt").write_bytes(b"nested\n")
+    for raw in (b"/staticnested/x.txt", None):
+        scope = {"path": "/staticnested/x.txt", "raw_path": raw, "root_path": "/static"}
+        assert route_target(scope) == "/staticnested/x.txt"
+    assert run_app(StaticFiles(site), "nested/x.txt", root_path="/static").status == 404
+    assert run_app(StaticFiles(site), "/nested/x.txt", root_path="/static").status == 200
+    assert route_target({"path": "/static/", "root_path": "/static/"}) == "/"
+
+
 def test_not_a_directory() -> None:
     with pytest.raises(ValueError, match="not a directory"):
         StaticFiles("/nonexistent/dir")

@@ -225,6 +225,14 @@ FILES = OpenFileCache()  # the process's: every FileResponse shares it
 def _after_fork() -> None:
     FILES._lock = threading.Lock()  # a lock held by another thread at fork would never open
     FILES._timer = FILES._timer_loop = None
+    # A response the parent had in flight does not go on in the child: its hold would pin
+    # the entry for ever (never evicted, never closed after the file is replaced). The
+    # child starts with an empty cache: its copies of idle fds close now, held ones when
+    # their response lets go (if it does go on here) or with their file object.
+    entries = list(FILES._map.values())
+    FILES._map.clear()
+    for entry in entries:
+        FILES._unkeep(entry)
 
 
 os.register_at_fork(after_in_child=_after_fork)

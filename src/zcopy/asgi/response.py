@@ -205,7 +205,7 @@ class FileResponse(ResponseBase):
         try:
             opened, st = FILES.acquire(self.path)
         except Refused as refused:
-            plan = error_page(verb, refused.status)
+            plan = error_page(verb, refused.status, refused.fields)
             self.delivery = await deliver(scope, receive, send, plan, None, self.path, extra)
         else:
             try:

@@ -31,6 +31,15 @@ ALLOW = b"Allow: GET, HEAD\r\n"
 _UNSAFE_IN_QUERY = re.compile(r"[\x00-\x20\x7f-\xff]")
 
 
+def _under(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or below it (``/staticx`` is not below ``/static``).
+
+    >>> _under("/static/a", "/static"), _under("/static", "/static"), _under("/staticx", "/static")
+    (True, True, False)
+    """
+    return path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/")
+
+
 def route_target(scope: Scope) -> str:
     """The request-target below this app's mount point, still percent-encoded.
 
@@ -42,18 +51,20 @@ def route_target(scope: Scope) -> str:
     '/a%20b?v=1'
     >>> route_target({"path": "/static/a/b", "root_path": "/static"})
     '/a/b'
+    >>> route_target({"path": "/staticsub/x", "raw_path": b"/staticsub/x", "root_path": "/static"})
+    '/staticsub/x'
     """
-    root = str(scope.get("root_path", ""))
+    root = str(scope.get("root_path", "")).rstrip("/")
     raw = scope.get("raw_path")
     target: str | None = None
     if raw is not None:
         raw_s = bytes(raw).decode("latin-1")
         prefix = quote(root)
-        if raw_s.startswith(prefix):
+        if _under(raw_s, prefix):
             target = raw_s[len(prefix) :]
     if target is None:
         path = str(scope.get("path", "/"))
-        if root and path.startswith(root):
+        if root and _under(path, root):
             path = path[len(root) :]
         target = quote(path, errors="surrogateescape")
     if not target.startswith("/"):
@@ -150,7 +161,7 @@ class StaticFiles:
                 raise Refused(404, "the index is not a file")
             return fd, st, path
         except Refused as refused:
-            return error_page(verb, refused.status)
+            return error_page(verb, refused.status, refused.fields)  # Retry-After on 503
 
     def _redirect(self, scope: Scope, verb: str, url_path: str, query: str) -> Plan:
         """301 to the directory's URL with its slash, under the mount point."""
