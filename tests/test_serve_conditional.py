@@ -114,3 +114,19 @@ def test_parse_http_date(text: str, expected: int | None) -> None:
 
 def test_http_date_round_trip() -> None:
     assert parse_http_date(http_date(MTIME)) == MTIME
+
+
+@pytest.mark.parametrize(
+    ("header", "strong", "weak"),
+    [
+        ('"a,b"', True, True),  # etagc allows a comma inside the quotes (RFC 9110 §8.8.3)
+        ('"x", W/"a,b"', False, True),
+        ('"a', False, False),  # a piece of the tag is not the tag
+        ('b"', False, False),
+        ('"a,b" junk', False, False),  # not a list element of its own
+        (',, "a,b" ,', True, True),  # empty elements are allowed (§5.6.1)
+    ],
+)
+def test_comparisons_of_a_tag_holding_a_comma(header: str, strong: bool, weak: bool) -> None:
+    assert strong_match(header, '"a,b"') is strong
+    assert weak_match(header, '"a,b"') is weak

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import email.utils
+import re
 from dataclasses import dataclass
 
 
@@ -40,12 +41,21 @@ def parse_http_date(value: str) -> int | None:
         return None
 
 
+# One element of an entity-tag list: a quoted tag, which may hold a comma (RFC 9110 §8.8.3:
+# etagc is any visible character but DQUOTE), or anything else up to the next comma.
+_LIST_ELEMENT = re.compile(r'[\s,]*((?:W/)?"[^"]*"|[^\s,]+)[ \t]*(?=,|\Z)')
+
+
 def _tags(value: str) -> list[str] | None:
-    """Split an entity-tag list; None stands for ``*``."""
+    """Split an entity-tag list; None stands for ``*``.
+
+    >>> _tags('"a,b", W/"c" ,,"d"'), _tags(" * "), '"a"' in _tags('"a" junk')
+    (['"a,b"', 'W/"c"', '"d"'], None, False)
+    """
     value = value.strip()
     if value == "*":
         return None
-    return [t.strip() for t in value.split(",") if t.strip()]
+    return _LIST_ELEMENT.findall(value)
 
 
 def _opaque(tag: str) -> str:
