@@ -138,8 +138,14 @@ async def slow_upload(request: Request) -> Response:
     return PlainTextResponse(str(total))
 
 
+async def path_view(request: Request) -> Response:
+    """The decoded path, written back: an app that encodes what the server decoded."""
+    return PlainTextResponse(request.url.path)
+
+
 routes = [
     Route("/file/{name:path}", file, methods=["GET", "HEAD"]),
+    Route("/path/{rest:path}", path_view),
     Route("/plain", plain),
     Route("/state", state),
     Route("/frozen", frozen),

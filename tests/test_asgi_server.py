@@ -63,6 +63,16 @@ def test_scope_is_complete(server: ServeProc) -> None:
     assert "(b'x-thing', b'Yes')" in text  # names lowercased, values as sent
 
 
+def test_a_path_that_is_not_utf8_reaches_the_app_as_u_fffd(server: ServeProc) -> None:
+    """``/%FF`` is U+FFFD in ``path``, as under uvicorn: an app writing it back answers 200.
+
+    A lone surrogate (the lossless decoding) made Starlette's own response fail to encode
+    it: a 500 and a traceback for a hostile URL.
+    """
+    resp, body = request(server.port, "GET", "/path/a%FFb")
+    assert resp.status == 200 and body.decode() == "/path/a\ufffdb"
+
+
 def test_plain_text_keep_alive(server: ServeProc) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     for _ in range(3):  # one connection, three requests

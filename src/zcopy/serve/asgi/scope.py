@@ -1,8 +1,9 @@
 """The ASGI ``http`` scope of one request, sans-IO: a parsed head in, a dict out.
 
-``path`` is percent-decoded UTF-8 and, as the ASGI spec and uvicorn have it,
-includes ``root_path``; ``raw_path`` is the target's path as sent (for an
-absolute-form target, only its path).
+``path`` is percent-decoded UTF-8 (bytes that are not UTF-8 become U+FFFD, as
+under uvicorn) and, as the ASGI spec and uvicorn have it, includes
+``root_path``; ``raw_path`` is the target's path as sent (for an absolute-form
+target, only its path).
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ def http_scope(
     except UnicodeDecodeError:
         raise BadTarget(raw_path[:80].decode("latin-1")) from None  # httptools lets none by
     if "%" in path:
-        path = unquote(path, errors="surrogateescape")
+        # Bytes that are not UTF-8 become U+FFFD, as under uvicorn: a lone surrogate would
+        # make an ordinary app (one that encodes the path, as Starlette's responses do)
+        # fail with a 500 on a hostile URL. ``raw_path`` keeps the bytes as sent.
+        path = unquote(path)
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": ASGI,
