@@ -38,9 +38,14 @@ def swap_on_start(app: Any, name: str) -> Any:
     return swapping
 
 
-# The documented rescue for a middleware that drops zerocopysend (docs/asgi.md):
-# the static app then sees pathsend only.
-static_pathsend = swap_on_start(without_extensions(StaticFiles(SITE)), "victim.txt")
+def static_pathsend() -> Any:
+    """For ``--factory``: the documented rescue for a middleware that drops zerocopysend
+    (docs/asgi.md), so the static app sees pathsend only.
+
+    A factory, not a module-level app: StaticFiles checks its directory when made, and
+    this module is imported (for its doctests) where no ``site/`` exists.
+    """
+    return swap_on_start(without_extensions(StaticFiles(SITE)), "victim.txt")
 
 
 async def no_content(scope: Any, receive: Any, send: Any) -> None:

@@ -49,7 +49,7 @@ def test_static_pathsend_never_reopens_a_path_swapped_for_a_symlink(tree: Path) 
     behind GZip) under ``zcopy serve --app`` sent a file outside the directory when
     a symlink was swapped in between the app's check and the server's open.
     """
-    with start(tree, "asgi_app_attack_apps:static_pathsend") as server:
+    with start(tree, "asgi_app_attack_apps:static_pathsend", "--factory") as server:
         for _ in range(3):
             _restore(tree)
             resp, body = request(server.port, "GET", "/victim.txt")
