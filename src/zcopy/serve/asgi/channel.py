@@ -340,10 +340,12 @@ class Exchange:
             fd = source = file if isinstance(file, int) else file.fileno()
         offset = message.get("offset")
         count = message.get("count")
-        for name, value in (("offset", offset), ("count", count)):
-            # Checked before the head counts as sent: a bad one is a 500, not a cut.
-            if value is not None and (type(value) is not int or value < 0):
-                raise ValueError(f"zerocopysend: {name} must be an int >= 0, not {value!r}")
+        # Checked before the head counts as sent: a bad one is a 500, not a cut. (Two plain
+        # tests, not a loop over the pair: this runs for every file part sent.)
+        if offset is not None and (type(offset) is not int or offset < 0):
+            raise ValueError(f"zerocopysend: offset must be an int >= 0, not {offset!r}")
+        if count is not None and (type(count) is not int or count < 0):
+            raise ValueError(f"zerocopysend: count must be an int >= 0, not {count!r}")
         # Without an offset the file's own position is used and moved, as sendfile(2) does.
         # A buffered file's position is its tell(): its fd has been read ahead of it.
         buffered = offset is None and not isinstance(file, int | io.FileIO)
