@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -116,6 +117,15 @@ async def boom(request: Request) -> Response:
     raise RuntimeError("boom before the response")
 
 
+async def boom_after(request: Request) -> Response:
+    """A complete response, then a background task that raises (the app raises after it)."""
+
+    def fail() -> None:
+        raise RuntimeError("boom after the response was complete")
+
+    return PlainTextResponse("done", background=BackgroundTask(fail))
+
+
 async def boom_midway(request: Request) -> Response:
     async def gen() -> AsyncIterator[bytes]:
         yield b"first part\n"
@@ -155,6 +165,7 @@ routes = [
     Route("/big-stream", big_stream),
     Route("/boom", boom),
     Route("/boom-midway", boom_midway),
+    Route("/boom-after", boom_after),
     Route("/upload", slow_upload, methods=["POST"]),
     Mount("/static", StaticFiles(directory=ROOT)),
 ]

@@ -327,6 +327,17 @@ def test_exception_after_start_cuts_the_connection(server: ServeProc) -> None:
     assert not data.endswith(b"0\r\n\r\n")  # never a clean end of the chunked body
 
 
+def test_exception_after_a_complete_response_is_logged_and_the_response_counted(
+    server: ServeProc,
+) -> None:
+    """The client got all of it: a traceback in the error log, and its access-log line."""
+    resp, body = request(server.port, "GET", "/boom-after")
+    assert resp.status == 200 and body == b"done"
+    wait_for(lambda: "boom after the response was complete" in server.stderr(), what="traceback")
+    wait_for(lambda: '"GET /boom-after HTTP/1.1" 200 4' in server.access_log(), timeout=5,
+             what="the access-log line")
+
+
 def test_bad_header_from_the_app_is_never_sent(raw_server: ServeProc) -> None:
     resp, body = request(raw_server.port, "GET", "/bad-header")
     assert resp.status == 500 and resp.getheader("set-cookie") is None and b"never" not in body

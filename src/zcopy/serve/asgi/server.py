@@ -198,6 +198,8 @@ class AsgiServer(Server):
             await self._error_response(conn, req, ex, 500)
         elif not ex.done:
             self._cut(conn, req, ex)  # the client must see a cut, not a clean (but short) end
+        else:  # raised after a complete response (a background task): the client has it all
+            self._log(conn, req, ex.head.status if ex.head else 0, ex.body_sent)
         return False
 
     def _owes_400(self, ex: Exchange) -> bool:
