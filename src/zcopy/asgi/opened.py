@@ -229,10 +229,7 @@ def _after_fork() -> None:
     # the entry for ever (never evicted, never closed after the file is replaced). The
     # child starts with an empty cache: its copies of idle fds close now, held ones when
     # their response lets go (if it does go on here) or with their file object.
-    entries = list(FILES._map.values())
-    FILES._map.clear()
-    for entry in entries:
-        FILES._unkeep(entry)
+    FILES.clear()  # under the lock just made: nothing else in the child holds it
 
 
 os.register_at_fork(after_in_child=_after_fork)

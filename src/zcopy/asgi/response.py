@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..serve.files import Refused
-from ..serve.headers import file_content_type, make_etag
+from ..serve.headers import TOKEN_CHARS, file_content_type, make_etag
 from ..serve.plan import Plan, Representation, error_page, plan_file
 from .compat import ResponseBase
 from .delivery import Delivery, deliver
@@ -91,7 +91,7 @@ def absolute(path: str) -> str:
 # (RFC 9110 §5.5): CR or LF would end the line (the media type and ETag become header
 # *lines* in the plan, re-split into fields), NUL is refused by servers mid-response.
 _NOT_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN = re.compile(f"[{TOKEN_CHARS}]+")
 
 
 def checked_value(what: str, value: str) -> str:

@@ -16,6 +16,9 @@ from .. import __version__
 from .conditional import http_date
 
 SERVER = f"zcopy/{__version__}"
+# The characters of an HTTP token (RFC 9110 §5.6.2), the one spelling every header-name
+# check builds its pattern from (the app side's str, the ASGI server's bytes).
+TOKEN_CHARS = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 
 _STATUS = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode("ascii") for s in HTTPStatus}
 

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from ..headers import TOKEN_CHARS
+
 _PHRASES = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 _STATUS_LINES = {n: b"HTTP/1.1 %d %s\r\n" % (n, phrase) for n, phrase in _PHRASES.items()}
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_TOKEN = re.compile(f"[{TOKEN_CHARS}]+\\Z".encode("ascii"))
 _HOP = frozenset({b"connection", b"transfer-encoding", b"keep-alive"})
 _BAD_VALUE = re.compile(rb"[\r\n\x00]")
 
